@@ -1,0 +1,59 @@
+# PAW Hub — `make run` starts the site with a worker; `make test` runs the suite.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+# Reinstall only when the pinned dependencies change: the second run is fast.
+DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+HOST ?= 127.0.0.1
+PORT ?= 8000
+PYTEST_ARGS ?=
+
+.PHONY: help install run migrate test test-fast lint format bench clean
+
+help:
+	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
+	@echo "make test       install test dependencies and run the whole suite"
+	@echo "make test-fast  the suite without the slow model tests"
+	@echo "make lint       ruff check + format check"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+# torch first, from the CPU build on disk, so no dependency pulls another torch.
+$(DEPS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install torch==2.13.0
+	$(BIN)/pip install -e '.[test]'
+	rm -f $(VENV)/.deps-*
+	touch $@
+
+install: $(DEPS_STAMP)
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	@echo ""
+	@echo "  PAW Hub is starting on  http://$(HOST):$(PORT)/   (Ctrl-C stops web and workers)"
+	@echo "  Create an admin with:   $(BIN)/python manage.py createsuperuser"
+	@echo ""
+	HOST=$(HOST) PORT=$(PORT) $(BIN)/honcho start -f Procfile
+
+test: install
+	$(BIN)/ruff check .
+	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest $(PYTEST_ARGS)
+
+test-fast: install
+	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var/test .pytest_cache

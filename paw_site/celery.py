@@ -1,0 +1,31 @@
+"""The Celery app: a job queue that must not lose work.
+
+- acks_late + reject_on_worker_lost: a message is acknowledged only when its
+  task finished, so a worker killed mid-task leads to redelivery.
+- prefetch 1: a worker holds no queued compile it cannot start.
+- the broker's visibility timeout (settings) exceeds the longest hard limit.
+"""
+
+import os
+
+from celery import Celery
+from kombu import Queue
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paw_site.settings")
+
+app = Celery("paw_site")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_track_started=True,
+    task_default_queue="default",
+    task_queues=[Queue("default"), Queue("compile"), Queue("runtime")],
+    task_routes={"compiler.tasks.*": {"queue": "compile"}, "runtime.*": {"queue": "runtime"}},
+    result_expires=24 * 3600,
+    broker_connection_retry_on_startup=True,
+    worker_hijack_root_logger=False,
+    include=["paw_site.tasks"],
+)
+app.autodiscover_tasks()

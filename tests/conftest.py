@@ -1,0 +1,150 @@
+"""Shared fixtures: users, and real processes (a celery worker, a live site) that
+talk to the same test database and broker as the test itself."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.factories import StaffFactory, UserFactory
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def other_user(db):
+    return UserFactory()
+
+
+@pytest.fixture
+def staff(db):
+    return StaffFactory()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_database_url():
+    """DATABASE_URL of the test database pytest-django created, for child processes."""
+    db = connection.settings_dict
+    if db["ENGINE"] == "django.db.backends.sqlite3":
+        return f"sqlite:///{db['NAME']}"
+    auth = quote(db["USER"] or "")
+    if db["PASSWORD"]:
+        auth += ":" + quote(db["PASSWORD"])
+    host = db["HOST"] or "127.0.0.1"
+    port = db["PORT"] or 5432
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+def child_env(**extra):
+    """Environment for a child process of the site: same settings, test database."""
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="paw_site.settings",
+        DATABASE_URL=test_database_url(),
+        CELERY_BROKER_URL=settings.CELERY_BROKER_URL,
+        CELERY_RESULT_BACKEND=settings.CELERY_RESULT_BACKEND,
+        PAW_VAR_DIR=str(settings.VAR_DIR),
+        PYTHONUNBUFFERED="1",
+    )
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+class WorkerProcess:
+    """A real `celery worker` subprocess consuming every queue."""
+
+    def __init__(self, log_path, queues="default,compile,runtime", **env):
+        self.log_path = log_path
+        self.queues = queues
+        self.env = env
+        self.proc = None
+
+    def start(self, timeout=90):
+        celery = [sys.executable, "-m", "celery", "-A", "paw_site"]
+        env = child_env(**self.env)
+        subprocess.run(
+            [*celery, "purge", "-f", "-Q", self.queues], cwd=REPO, env=env, capture_output=True
+        )
+        self.log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(
+            [
+                *celery,
+                "worker",
+                "-Q",
+                self.queues,
+                "--concurrency",
+                "1",
+                "--pool",
+                "prefork",
+                "--without-gossip",
+                "--without-mingle",
+                "--loglevel",
+                "INFO",
+                "--hostname",
+                f"test-{os.getpid()}@%h",
+            ],
+            cwd=REPO,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self.wait_ready(timeout)
+        return self
+
+    def wait_ready(self, timeout):
+        from paw_site.tasks import ping
+
+        deadline = time.monotonic() + timeout
+        result = ping.delay()
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"celery worker exited early; see {self.log_path}")
+            if result.ready():
+                result.get()
+                return
+            time.sleep(0.25)
+        raise TimeoutError(f"celery worker not ready after {timeout}s; see {self.log_path}")
+
+    def kill(self, sig):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
+    """One real worker for the session. Tests that use it need committed data:
+    mark them `django_db(transaction=True)`."""
+    worker = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log")
+    try:
+        worker.start()
+        yield worker
+    finally:
+        worker.stop()

@@ -1,0 +1,106 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from tests.factories import PASSWORD, UserFactory
+
+pytestmark = pytest.mark.django_db
+User = get_user_model()
+
+
+def test_local_sign_up_signs_the_new_user_in(client):
+    response = client.post(
+        reverse("account_signup"),
+        {
+            "username": "ada",
+            "email": "ada@example.com",
+            "password1": PASSWORD,
+            "password2": PASSWORD,
+        },
+    )
+    assert response.status_code == 302
+    ada = User.objects.get(username="ada")
+    assert client.session["_auth_user_id"] == str(ada.pk)
+
+
+def test_sign_up_errors_are_shown_beside_the_field_and_keep_the_input(client):
+    UserFactory(username="taken")
+    response = client.post(
+        reverse("account_signup"),
+        {"username": "taken", "email": "new@example.com", "password1": PASSWORD, "password2": "x"},
+    )
+    assert response.status_code == 200
+    form = response.context["form"]
+    assert "username" in form.errors and "password2" in form.errors
+    assert 'value="new@example.com"' in response.content.decode()
+
+
+def test_local_sign_in_and_sign_out(client):
+    user = UserFactory(username="grace")
+    response = client.post(reverse("account_login"), {"login": "grace", "password": PASSWORD})
+    assert response.status_code == 302
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+    page = client.get(reverse("home")).content.decode()
+    assert "grace" in page and "Sign out" in page
+
+    client.post(reverse("account_logout"))
+    assert "_auth_user_id" not in client.session
+
+
+def test_wrong_password_is_refused_with_a_message(client):
+    UserFactory(username="grace")
+    response = client.post(reverse("account_login"), {"login": "grace", "password": "nope"})
+    assert response.status_code == 200
+    assert "_auth_user_id" not in client.session
+    assert response.context["form"].non_field_errors()
+
+
+def test_sign_in_page_offers_github_only_when_configured(client, settings):
+    assert "Sign in with GitHub" not in client.get(reverse("account_login")).content.decode()
+
+    settings.SOCIALACCOUNT_PROVIDERS = {
+        "github": {"APP": {"client_id": "id", "secret": "secret"}, "SCOPE": ["read:user"]}
+    }
+    assert "Sign in with GitHub" in client.get(reverse("account_login")).content.decode()
+
+
+def test_logout_needs_a_post(client, user):
+    client.force_login(user)
+    response = client.get(reverse("account_logout"))
+    assert response.status_code == 200  # a confirmation page, not a sign-out
+    assert client.session["_auth_user_id"] == str(user.pk)
+
+
+def test_profile_page_shows_the_user(client):
+    UserFactory(username="linus", display_name="Linus T", bio="I write kernels.")
+    page = client.get("/u/linus/").content.decode()
+    assert "Linus T" in page and "I write kernels." in page
+    assert "<title>Linus T · PAW Hub</title>" in page
+
+
+def test_inactive_users_have_no_public_profile(client):
+    UserFactory(username="banned", is_active=False)
+    assert client.get("/u/banned/").status_code == 404
+
+
+def test_settings_page_saves_the_profile(client, user):
+    client.force_login(user)
+    response = client.post(
+        reverse("account_settings"),
+        {"display_name": "New Name", "bio": "Hello", "email": "new@example.com"},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert "Your settings were saved." in response.content.decode()
+    user.refresh_from_db()
+    assert (user.display_name, user.bio, user.email) == ("New Name", "Hello", "new@example.com")
+
+
+def test_settings_refuses_an_email_another_account_uses(client, user, other_user):
+    client.force_login(user)
+    response = client.post(
+        reverse("account_settings"), {"display_name": "", "bio": "", "email": other_user.email}
+    )
+    assert response.status_code == 200
+    assert "already uses this email" in response.content.decode()
