@@ -1,5 +1,5 @@
 from allauth.account.adapter import DefaultAccountAdapter, get_adapter
-from allauth.account.utils import user_email, user_username
+from allauth.account.utils import filter_users_by_email, user_email, user_username
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -27,6 +27,14 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         email = user_email(user)
         if email and users.filter(email__iexact=email).exists():
             user_email(user, "")
+        # allauth decides on auto sign-up from the addresses GitHub listed, not
+        # from user.email: a taken one left there sends the new user to a
+        # second sign-up form pre-filled with someone else's address.
+        sociallogin.email_addresses = [
+            address
+            for address in sociallogin.email_addresses
+            if not filter_users_by_email(address.email)
+        ]
         extra = sociallogin.account.extra_data
         user.display_name = (extra.get("name") or "")[:100]
         user.avatar_url = extra.get("avatar_url") or ""

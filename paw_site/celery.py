@@ -27,5 +27,8 @@ app.conf.update(
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,
     include=["paw_site.tasks"],
+    beat_schedule={
+        "sweep-stale-compiles": {"task": "compiler.tasks.sweep_stale_jobs", "schedule": 60.0}
+    },
 )
 app.autodiscover_tasks()

@@ -198,6 +198,12 @@ CELERY_RESULT_BACKEND = env(
 # The longest job is a compile; its hard limit bounds how long a task may run.
 COMPILE_SOFT_TIME_LIMIT = env.int("COMPILE_SOFT_TIME_LIMIT", default=900)
 COMPILE_HARD_TIME_LIMIT = env.int("COMPILE_HARD_TIME_LIMIT", default=1000)
+# A compiling job whose worker has not reported for this long is presumed dead.
+COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", default=120)
+# A job is tried at most this many times (worker crashes included), then failed.
+COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
+# The dequantized Hugging Face copy of the base model the trainer loads (built once).
+MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")))
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     # An unacked message is redelivered only after this many seconds, so it must
     # exceed the longest hard time limit or a running job would be run twice.

@@ -11,7 +11,5 @@ def ping(username=None):
     Used by the health check and by the tests that prove a real worker runs
     tasks against the same database as the web process.
     """
-    user_exists = (
-        get_user_model().objects.filter(username=username).exists() if username else None
-    )
+    user_exists = get_user_model().objects.filter(username=username).exists() if username else None
     return {"pid": os.getpid(), "user_exists": user_exists}

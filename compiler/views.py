@@ -1,0 +1,154 @@
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from programs.models import Program
+
+from . import services
+from .forms import INITIAL_ROWS, CompileForm, ExampleFormSet
+from .models import CompileJob
+from .spec import merge_spec
+
+ROWS_PREFIX = "examples"
+
+
+def edit_rows(data, action):
+    """Apply an "add" or "remove-N" row action to posted formset data, so the
+    example rows work the same with htmx and as plain form posts."""
+    data = data.copy()
+    total = int(data.get(f"{ROWS_PREFIX}-TOTAL_FORMS") or 0)
+    if action == "add":
+        total += 1
+    elif action.startswith("remove-") and total > 1:
+        removed = int(action.removeprefix("remove-"))
+        for i in range(removed, total - 1):
+            for field in ("input", "output"):
+                data[f"{ROWS_PREFIX}-{i}-{field}"] = data.get(f"{ROWS_PREFIX}-{i + 1}-{field}", "")
+        for field in ("input", "output"):
+            data.pop(f"{ROWS_PREFIX}-{total - 1}-{field}", None)
+        total -= 1
+    data[f"{ROWS_PREFIX}-TOTAL_FORMS"] = str(max(1, total))
+    return data
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+@vary_on_headers("HX-Request")
+def compile_view(request):
+    action = request.POST.get("action", "compile")
+    posted = request.POST
+    if request.method == "GET":
+        form = CompileForm()
+        examples = ExampleFormSet(prefix=ROWS_PREFIX, initial=[{}] * INITIAL_ROWS)
+    elif action != "compile":
+        posted = edit_rows(request.POST, action)
+        # Unbound on purpose: show the edited rows, not "this field is required" yet.
+        examples = ExampleFormSet(prefix=ROWS_PREFIX, initial=_rows(posted))
+        form = CompileForm(initial=_fields(posted))
+        if request.htmx:
+            response = TemplateResponse(
+                request, "compiler/compile.html#example-rows", {"examples": examples}
+            )
+            response["HX-Trigger"] = "rows-changed"  # the preview re-merges the spec
+            return response
+    else:
+        examples = ExampleFormSet(request.POST, prefix=ROWS_PREFIX)
+        form = CompileForm(request.POST, examples=examples)
+        if examples.is_valid() and form.is_valid():
+            data = form.cleaned_data
+            submission = services.compile_submit(
+                spec=form.merged_spec(),
+                owner=request.user,
+                compiler=data["compiler"],
+                name=data["name"],
+                tags=data["tags"],
+                is_public=data["is_public"],
+            )
+            if submission.cache_hit:
+                messages.info(request, "This exact spec was compiled before: here it is.")
+                return redirect(submission.program)
+            if submission.joined:
+                messages.info(request, "An identical compile is already running: following it.")
+            return redirect(submission.job)
+    return TemplateResponse(
+        request,
+        "compiler/compile.html",
+        {"form": form, "examples": examples, "preview": _preview(posted)},
+    )
+
+
+def _rows(data):
+    total = int(data.get(f"{ROWS_PREFIX}-TOTAL_FORMS") or 1)
+    return [
+        {f: data.get(f"{ROWS_PREFIX}-{i}-{f}", "") for f in ("input", "output")}
+        for i in range(total)
+    ]
+
+
+def _fields(data):
+    fields = {name: data.get(name, "") for name in ("description", "hints", "name", "tags")}
+    return fields | {
+        "compiler": data.get("compiler") or None,
+        "is_public": data.get("is_public") == "on",
+    }
+
+
+def _preview(data):
+    if not data:
+        return ""
+    pairs = [(row["input"], row["output"]) for row in _rows(data)]
+    hints = data.get("hints", "").splitlines()
+    return merge_spec(data.get("description", ""), pairs, hints)
+
+
+@login_required
+@require_POST
+def compile_preview(request):
+    """The merged spec, live, as the author types (htmx)."""
+    return TemplateResponse(
+        request, "compiler/compile.html#spec-preview", {"preview": _preview(request.POST)}
+    )
+
+
+def _job_for(request, job_id):
+    visible = Program.objects.visible_to(request.user)
+    return get_object_or_404(
+        CompileJob.objects.select_related("program", "owner"), pk=job_id, program__in=visible
+    )
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def job_detail(request, job_id):
+    job = _job_for(request, job_id)
+    template = "compiler/job.html#job-status" if request.htmx else "compiler/job.html"
+    can_cancel = job.is_active and (request.user == job.owner or request.user.is_staff)
+    return TemplateResponse(request, template, {"job": job, "can_cancel": can_cancel})
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def job_cancel(request, job_id):
+    job = _job_for(request, job_id)
+    if request.user != job.owner and not request.user.is_staff:
+        raise PermissionDenied("Only the owner can cancel this compile.")
+    if request.method == "POST":
+        if services.compile_cancel(job=job):
+            messages.success(request, "The compile was cancelled.")
+        else:
+            messages.info(request, f"The compile had already {job.status}.")
+        return redirect(job)
+    return TemplateResponse(request, "compiler/job_cancel.html", {"job": job})
+
+
+@login_required
+@require_GET
+def my_jobs(request):
+    jobs = request.user.compile_jobs.select_related("program")
+    page = Paginator(jobs, 20).get_page(request.GET.get("page"))
+    return TemplateResponse(request, "compiler/my_jobs.html", {"page": page})
