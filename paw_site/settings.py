@@ -226,6 +226,7 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = (
     {"visibility_timeout": COMPILE_HARD_TIME_LIMIT * 2} if _broker_is_redis else {}
 )
 CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # --- logging ----------------------------------------------------------------------
 LOGGING = {
