@@ -46,7 +46,8 @@ class Command(BaseCommand):
             self.stdout.write(f"program {program.id} is already compiled")
             return
         job = submission.job
-        self.stdout.write(f"job {job.id}" + (" (joined a running compile)" if submission.joined else ""))
+        joined = " (joined a running compile)" if submission.joined else ""
+        self.stdout.write(f"job {job.id}{joined}")
         if not opts["wait"]:
             return
         deadline = time.monotonic() + opts["timeout"]

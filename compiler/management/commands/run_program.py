@@ -61,4 +61,4 @@ class Command(BaseCommand):
             try:
                 yield json.loads(line)["input"]
             except (ValueError, KeyError, TypeError) as exc:
-                raise CommandError(f"line {number}: expected {{\"input\": ...}}") from exc
+                raise CommandError(f'line {number}: expected {{"input": ...}}') from exc
