@@ -25,7 +25,7 @@ class Submission:
 
 
 def compile_submit(
-    *, spec, owner=None, compiler=None, name="", tags=(), is_public=True
+    *, spec, owner=None, compiler=None, name="", tags=(), is_public=True, client_ip=None
 ) -> Submission:
     """Start compiling `spec`, or return the program/job that already answers it.
 
@@ -65,7 +65,7 @@ def compile_submit(
             # Failed or cancelled before: compile again.
             program.status = Program.Status.COMPILING
             program.save(update_fields=["status", "updated_at"])
-        job = CompileJob.objects.create(program=program, owner=owner)
+        job = CompileJob.objects.create(program=program, owner=owner, client_ip=client_ip)
         transaction.on_commit(lambda: enqueue(job))
     return Submission(program=program, job=job)
 
