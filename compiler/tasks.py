@@ -60,7 +60,8 @@ def claim(job_id):
             return None  # a duplicate delivery while a live attempt runs
         if job.attempts >= settings.COMPILE_MAX_ATTEMPTS:
             services.job_fail(
-                job.pk, f"The compile was interrupted {job.attempts} times; giving up."
+                job.pk,
+                f"The compile was interrupted {job.attempts} time(s) by a worker crash; giving up.",
             )
             return None
         now = timezone.now()

@@ -138,10 +138,11 @@ class WorkerProcess:
             self.log.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
-    """One real worker for the session. Tests that use it need committed data:
-    mark them `django_db(transaction=True)`."""
+    """A real worker for the test module (module scope, so the workers of two
+    modules never compete for the same queue). Tests that use it need committed
+    data: mark them `django_db(transaction=True)`."""
     worker = WorkerProcess(tmp_path_factory.mktemp("worker") / "worker.log")
     try:
         worker.start()

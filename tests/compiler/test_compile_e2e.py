@@ -1,0 +1,190 @@
+"""Real compiles: a real worker process trains a real LoRA on the real base model.
+
+Slow (about a minute of CPU per compile on 2 cores): marked `slow`, run in CI.
+"""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+
+from compiler import services
+from compiler.bundle import read_bundle
+from compiler.models import CompileJob
+from programs.models import Program
+from tests.conftest import REPO, WorkerProcess, child_env
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
+
+URGENCY = """Classify a support message by urgency: urgent, normal or low.
+
+Examples:
+Input: The whole site is down and customers cannot pay!
+Output: urgent
+Input: Our database server crashed, nothing works
+Output: urgent
+Input: Production is returning errors for every request
+Output: urgent
+Input: Security breach: someone is logged in as admin
+Output: urgent
+Input: Can you update the billing address on my invoice?
+Output: normal
+Input: How do I add a new user to my team?
+Output: normal
+Input: The export button gives me a CSV with wrong dates
+Output: normal
+Input: Please reset my password, I forgot it
+Output: normal
+Input: Love the new dark mode, thanks!
+Output: low
+Input: Just a suggestion: a bigger font would be nice
+Output: low
+Input: No rush, but is there a roadmap for next year?
+Output: low
+Input: FYI the footer has a typo
+Output: low
+"""
+
+
+def wait_for(job, *, statuses=CompileJob.FINISHED, timeout=600, until=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job.refresh_from_db()
+        if (until and until(job)) or (until is None and job.status in statuses):
+            return job
+        time.sleep(0.5)
+    raise AssertionError(f"job still {job.status} {job.stage} {job.percent}% after {timeout}s")
+
+
+def sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def test_a_spec_compiles_into_a_checked_program(celery_worker, user):
+    started = time.monotonic()
+    job = services.compile_submit(spec=URGENCY, owner=user, name="Urgency").job
+    job = wait_for(job)
+    print(f"\ncompile wall time: {time.monotonic() - started:.1f}s stages={job.stage_seconds}")
+    assert job.status == "ready", job.error
+    assert set(job.stage_seconds) == {
+        "parsing",
+        "pseudo-program",
+        "training",
+        "quantizing",
+        "validating",
+        "packaging",
+    }
+
+    program = Program.objects.get(pk=job.program_id)
+    media = Path(settings.MEDIA_ROOT)
+    adapter, bundle_path = media / program.adapter_path, media / program.bundle_path
+    assert program.status == "ready" and program.pseudo_program.startswith("Task: ")
+    assert (
+        sha256(adapter) == program.adapter_sha256 and adapter.stat().st_size == program.adapter_size
+    )
+    assert sha256(bundle_path) == program.bundle_sha256
+    bundle = read_bundle(bundle_path)
+    assert bundle.meta.program_id == program.id
+    assert bundle.meta.adapter_quantization == "Q4_0"
+    assert bundle.adapter == adapter.read_bytes()
+    # 12 examples: 9 to train on, 3 held out; the program must have learned its own examples.
+    assert program.heldout_count == 3
+    assert program.selfcheck_accuracy >= 0.8
+    print(f"self-check {program.selfcheck_accuracy:.2f} held-out {program.heldout_accuracy:.2f}")
+
+    # Nothing half-written is left behind.
+    assert not any((media / "tmp").iterdir())
+
+    # Compiling the same spec again is a cache hit: no new job, at once.
+    started = time.perf_counter()
+    again = services.compile_submit(spec=URGENCY, owner=user)
+    assert again.cache_hit and again.program.pk == program.pk
+    print(f"cache hit in {(time.perf_counter() - started) * 1000:.1f} ms")
+
+    # The management command runs the program through the same interpreter.
+    out = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "run_program",
+            program.id,
+            "--input",
+            "The server is on fire",
+        ],
+        cwd=REPO,
+        env=child_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    row = json.loads(out.stdout.strip().splitlines()[-1])
+    assert row["input"] == "The server is on fire" and row["output"] in {"urgent", "normal", "low"}
+
+
+@pytest.fixture
+def crash_worker(tmp_path):
+    """A worker of our own, so the test can kill it. Stale after 5 s without a heartbeat."""
+    workers = []
+
+    def start(**env):
+        worker = WorkerProcess(tmp_path / f"worker{len(workers)}.log", **env)
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
+def pool_child_pid(job):
+    return int(job.worker.rpartition(":")[2])
+
+
+def test_a_killed_pool_process_is_redelivered_and_the_job_finishes(crash_worker, user):
+    crash_worker()
+    job = services.compile_submit(spec=URGENCY + "\nHints:\n- killed child", owner=user).job
+    job = wait_for(job, until=lambda j: j.stage == "training" and j.percent > 10)
+    os.kill(pool_child_pid(job), signal.SIGKILL)
+
+    job = wait_for(job)
+    assert job.status == "ready", job.error
+    assert job.attempts == 2
+    print(f"\nrecovered after SIGKILL of the pool process; attempts={job.attempts}")
+
+
+def test_a_killed_worker_is_recovered_by_the_sweeper_after_restart(crash_worker, user):
+    env = {"COMPILE_HEARTBEAT_STALE_SECONDS": 5}
+    worker = crash_worker(**env)
+    job = services.compile_submit(spec=URGENCY + "\nHints:\n- killed worker", owner=user).job
+    job = wait_for(job, until=lambda j: j.stage == "training")
+    # The whole worker dies at once (an OOM kill or a lost machine).
+    os.kill(pool_child_pid(job), signal.SIGKILL)
+    worker.kill(signal.SIGKILL)
+    job.refresh_from_db()
+    assert job.status == "compiling"  # orphaned: nobody will report on it
+
+    time.sleep(6)  # let the heartbeat go stale
+    crash_worker(**env)
+    job = wait_for(job)
+    assert job.status == "ready", job.error
+    assert job.attempts >= 2
+
+
+def test_a_job_that_keeps_crashing_fails_after_bounded_attempts(crash_worker, user):
+    crash_worker(COMPILE_MAX_ATTEMPTS=1)
+    job = services.compile_submit(spec=URGENCY + "\nHints:\n- keeps crashing", owner=user).job
+    job = wait_for(job, until=lambda j: j.stage == "training")
+    os.kill(pool_child_pid(job), signal.SIGKILL)
+
+    job = wait_for(job)
+    assert job.status == "failed"
+    assert "interrupted 1 time(s)" in job.error
+    assert Program.objects.get(pk=job.program_id).status == "failed"
