@@ -1,12 +1,37 @@
 import hashlib
+import re
+from dataclasses import dataclass
+from urllib.parse import unquote
 
 from django.conf import settings
-from django.db import models
-from django.db.models import Q
+from django.contrib.postgres.aggregates import StringAgg
+from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector, SearchVectorField
+from django.core.exceptions import ValidationError
+from django.db import connections, models
+from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
+from django.db.models.functions import Coalesce
 from django.urls import reverse
 
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
+SEARCH_CONFIG = "english"
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
+SLUG_MIN_LENGTH, SLUG_MAX_LENGTH = 2, 50
+# Names that are, or may become, the site's own top-level pages: a bare official
+# name or a `user/slug` path must never shadow them.
+RESERVED_SLUGS = frozenset(
+    """
+    about accounts admin api app auth compile dashboard docs download downloads
+    explore favicon feed help hub login logout me media moderation new official
+    p paw programs r register resolve root search settings signin signout signup
+    static staff support system u user users versions www
+    """.split()
+)
+# `user/slug`, `slug`, either with `@vN`; the slash may arrive as %2F.
+NAME_PATTERN = re.compile(
+    r"^(?:(?P<namespace>[\w.@+-]+)/)?(?P<slug>[a-z0-9-]+)(?:@v(?P<version>[1-9][0-9]*))?$"
+)
 
 
 def program_id_for(*, normalized_spec: str, fingerprint: str, private_owner_id=None) -> str:
@@ -21,6 +46,26 @@ def program_id_for(*, normalized_spec: str, fingerprint: str, private_owner_id=N
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:PROGRAM_ID_LENGTH]
 
 
+def validate_slug(slug):
+    """The one slug rule, for the naming form, moderators and the API."""
+    if not SLUG_MIN_LENGTH <= len(slug) <= SLUG_MAX_LENGTH:
+        raise ValidationError(
+            f"A name is {SLUG_MIN_LENGTH} to {SLUG_MAX_LENGTH} characters long.", code="length"
+        )
+    if not SLUG_PATTERN.match(slug):
+        raise ValidationError(
+            "Use lowercase letters, digits and hyphens, starting and ending with a letter "
+            "or digit.",
+            code="invalid",
+        )
+    if slug in RESERVED_SLUGS:
+        raise ValidationError(f"“{slug}” is reserved for the site.", code="reserved")
+
+
+def is_postgresql(using="default"):
+    return connections[using].vendor == "postgresql"
+
+
 class Tag(models.Model):
     name = models.SlugField(max_length=32, unique=True)
 
@@ -32,6 +77,12 @@ class Tag(models.Model):
 
 
 class ProgramQuerySet(models.QuerySet):
+    SORTS = {
+        "votes": ("-score", "-created_at"),
+        "recent": ("-created_at",),
+        "downloads": ("-download_count", "-created_at"),
+    }
+
     def listed(self):
         """What the public gallery shows: public, ready, not hidden."""
         return self.filter(is_public=True, is_hidden=False, status=Program.Status.READY)
@@ -45,6 +96,88 @@ class ProgramQuerySet(models.QuerySet):
         if user.is_authenticated:
             return self.filter(public | Q(owner=user))
         return self.filter(public)
+
+    def search(self, text):
+        """Programs matching `text` in name, alias slugs, tags or spec.
+
+        PostgreSQL: full-text search over the stored, GIN-indexed
+        `search_vector`, every word a prefix (search as you type), annotated
+        with `rank`. Elsewhere: every word must appear somewhere (icontains),
+        and `rank` is 0.
+        """
+        words = re.findall(r"\w+", text.lower())[:12]
+        if not words:
+            return self.annotate(rank=Value(0.0))
+        if is_postgresql(self.db):
+            query = SearchQuery(
+                " & ".join(f"{word}:*" for word in words), search_type="raw", config=SEARCH_CONFIG
+            )
+            return self.filter(search_vector=query).annotate(
+                rank=SearchRank(F("search_vector"), query)
+            )
+        matches = self
+        for word in words:
+            matches = matches.filter(
+                Q(name__icontains=word)
+                | Q(spec__icontains=word)
+                | Exists(Tag.objects.filter(programs=OuterRef("pk"), name__icontains=word))
+                | Exists(Alias.objects.filter(program=OuterRef("pk"), slug__icontains=word))
+            )
+        return matches.annotate(rank=Value(0.0))
+
+    def tagged(self, tag):
+        return self.filter(
+            Exists(Program.tags.through.objects.filter(program=OuterRef("pk"), tag__name=tag))
+        )
+
+    def sorted_by(self, sort):
+        """Order by one of SORTS; "relevance" (after search) falls back to votes."""
+        if sort == "relevance":
+            return self.order_by("-rank", *self.SORTS["votes"])
+        return self.order_by(*self.SORTS.get(sort, self.SORTS["votes"]))
+
+    def for_cards(self):
+        """Everything a gallery card shows, in a constant number of queries."""
+        return self.select_related("owner").prefetch_related(
+            "tags",
+            models.Prefetch(
+                "aliases", queryset=Alias.objects.select_related("owner").order_by("-version")
+            ),
+        )
+
+    def refresh_search_vector(self):
+        """Recompute the stored search document (PostgreSQL only; a no-op elsewhere).
+
+        Names and slugs weigh most, then tags, then the spec."""
+        if not is_postgresql(self.db):
+            return 0
+        tags = (
+            Program.tags.through.objects.filter(program=OuterRef("pk"))
+            .values("program")
+            .annotate(text=StringAgg("tag__name", " "))
+            .values("text")
+        )
+        slugs = (
+            Alias.objects.filter(program=OuterRef("pk"))
+            .values("program")
+            .annotate(text=StringAgg("slug", " ", distinct=True))
+            .values("text")
+        )
+        vector = (
+            SearchVector("name", weight="A", config=SEARCH_CONFIG)
+            + SearchVector(
+                Coalesce(Subquery(slugs), Value(""), output_field=models.TextField()),
+                weight="A",
+                config=SEARCH_CONFIG,
+            )
+            + SearchVector(
+                Coalesce(Subquery(tags), Value(""), output_field=models.TextField()),
+                weight="B",
+                config=SEARCH_CONFIG,
+            )
+            + SearchVector("spec", weight="C", config=SEARCH_CONFIG)
+        )
+        return self.update(search_vector=vector)
 
 
 class Program(models.Model):
@@ -86,8 +219,12 @@ class Program(models.Model):
     heldout_accuracy = models.FloatField(null=True, blank=True)
     heldout_count = models.PositiveIntegerField(default=0)
 
+    # The sum of this program's votes, recomputed under a row lock by vote_toggle.
     score = models.IntegerField(default=0)
     download_count = models.PositiveIntegerField(default=0)
+    # Name, slugs, tags and spec as a tsvector, kept by refresh_search_vector()
+    # on PostgreSQL (GIN-indexed there); always empty on SQLite.
+    search_vector = SearchVectorField(null=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     ready_at = models.DateTimeField(null=True, blank=True)
@@ -98,7 +235,14 @@ class Program(models.Model):
         ordering = ["-created_at"]
         indexes = [
             models.Index(fields=["status", "is_public", "is_hidden", "-created_at"]),
-            models.Index(fields=["status", "is_public", "is_hidden", "-score"]),
+            models.Index(
+                fields=["status", "is_public", "is_hidden", "-score", "-created_at"],
+                name="program_listed_votes_idx",
+            ),
+            models.Index(
+                fields=["status", "is_public", "is_hidden", "-download_count", "-created_at"],
+                name="program_listed_downloads_idx",
+            ),
         ]
 
     def __str__(self):
@@ -114,3 +258,303 @@ class Program(models.Model):
     @property
     def is_ready(self):
         return self.status == self.Status.READY
+
+    @property
+    def primary_alias(self):
+        """The name to show: an official one first, then the owner's; newest
+        version first. Uses prefetched `aliases` when present."""
+        aliases = sorted(self.aliases.all(), key=lambda a: (a.owner_id is not None, -a.version))
+        return aliases[0] if aliases else None
+
+    def download_stem(self):
+        alias = self.primary_alias
+        if alias:
+            return alias.slug
+        return re.sub(r"[^a-z0-9]+", "-", self.name.lower()).strip("-")[:40] or "program"
+
+    def artifact(self, kind):
+        """The downloadable file `kind` ("adapter" or "bundle"); KeyError otherwise."""
+        suffix, content_type = ARTIFACT_TYPES[kind]
+        return Artifact(
+            kind=kind,
+            path=getattr(self, f"{kind}_path"),
+            size=getattr(self, f"{kind}_size"),
+            sha256=getattr(self, f"{kind}_sha256"),
+            filename=f"{self.download_stem()}-{self.id[:8]}{suffix}",
+            content_type=content_type,
+        )
+
+
+ARTIFACT_TYPES = {
+    "adapter": (".gguf", "application/octet-stream"),
+    "bundle": (".paw", "application/zip"),
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    kind: str
+    path: str  # relative to MEDIA_ROOT; empty until the compile finished
+    size: int | None
+    sha256: str
+    filename: str
+    content_type: str
+
+
+class AliasQuerySet(models.QuerySet):
+    def in_namespace(self, owner):
+        """Aliases under `owner`'s name, or the official namespace for None."""
+        return self.filter(owner=owner) if owner is not None else self.filter(owner__isnull=True)
+
+    def resolve(self, name, *, user):
+        """The alias `name` points at, as `user` may see it.
+
+        `name` is `user/slug`, a bare `slug` (the official namespace), either
+        with `@vN`; without a version, the newest. The slash may arrive raw or
+        as `%2F`. Raises Alias.DoesNotExist for a bad name, an unknown one, or
+        one whose program `user` may not open.
+        """
+        match = NAME_PATTERN.match(unquote(str(name)).strip().strip("/"))
+        if not match:
+            raise Alias.DoesNotExist(f"“{name}” is not a program name.")
+        aliases = self.filter(slug=match["slug"])
+        if match["namespace"]:
+            aliases = aliases.filter(owner__username__iexact=match["namespace"])
+        else:
+            aliases = aliases.filter(owner__isnull=True)
+        if match["version"]:
+            aliases = aliases.filter(version=int(match["version"]))
+        visible = Program.objects.visible_to(user).filter(pk=OuterRef("program_id"))
+        alias = (
+            aliases.select_related("owner", "program__owner")
+            .annotate(visible=Exists(visible))
+            .order_by("-version")
+            .first()
+        )
+        if alias is None or not alias.visible:
+            raise Alias.DoesNotExist(f"No program is named “{name}”.")
+        return alias
+
+    def versions_of(self, alias, *, user):
+        """Every version of `alias`'s name whose program `user` may open, newest first."""
+        return (
+            self.filter(owner=alias.owner_id, slug=alias.slug)
+            .filter(program__in=Program.objects.visible_to(user))
+            .select_related("owner", "program")
+            .order_by("-version")
+        )
+
+
+class Alias(models.Model):
+    """A name for a program: `user/slug` in a user's namespace, or a bare
+    `slug` in the official one (owner null). Re-pointing a name adds a version;
+    old versions keep resolving."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="aliases",
+        help_text="Empty for the official namespace.",
+    )
+    slug = models.CharField(max_length=SLUG_MAX_LENGTH, validators=[validate_slug])
+    version = models.PositiveIntegerField(default=1)
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="aliases")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AliasQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "aliases"
+        ordering = ["slug", "-version"]
+        constraints = [
+            # Two partial constraints: a plain unique constraint treats NULL owners as distinct.
+            models.UniqueConstraint(
+                fields=["owner", "slug", "version"],
+                condition=Q(owner__isnull=False),
+                name="alias_unique_user_version",
+            ),
+            models.UniqueConstraint(
+                fields=["slug", "version"],
+                condition=Q(owner__isnull=True),
+                name="alias_unique_official_version",
+            ),
+            models.CheckConstraint(condition=Q(version__gte=1), name="alias_version_positive"),
+        ]
+
+    def __str__(self):
+        return self.full_name
+
+    def get_absolute_url(self):
+        if self.is_official:
+            return reverse("official_alias_version", args=[self.slug, self.version])
+        return reverse("alias_version", args=[self.owner.username, self.slug, self.version])
+
+    @property
+    def is_official(self):
+        return self.owner_id is None
+
+    @property
+    def name(self):
+        return self.slug if self.is_official else f"{self.owner.username}/{self.slug}"
+
+    @property
+    def full_name(self):
+        return f"{self.name}@v{self.version}"
+
+    def get_latest_url(self):
+        if self.is_official:
+            return reverse("official_alias", args=[self.slug])
+        return reverse("alias", args=[self.owner.username, self.slug])
+
+
+class Vote(models.Model):
+    class Value(models.IntegerChoices):
+        UP = 1
+        DOWN = -1
+
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="votes"
+    )
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="votes")
+    value = models.SmallIntegerField(choices=Value.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["user", "program"], name="vote_one_per_user"),
+            models.CheckConstraint(
+                condition=Q(value__in=[1, -1]), name="vote_value_plus_minus_one"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.user} {self.value:+d} {self.program_id}"
+
+
+class Case(models.Model):
+    """Someone's report of how the program does on one input."""
+
+    class Type(models.TextChoices):
+        SUCCESS = "success", "Works"
+        LIMITATION = "limitation", "Limitation"
+        EDGE_CASE = "edge_case", "Edge case"
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="cases")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="cases"
+    )
+    input = models.TextField(max_length=2000)
+    expected = models.TextField(max_length=1000)
+    type = models.CharField(max_length=16, choices=Type.choices, default=Type.SUCCESS)
+    note = models.CharField(max_length=500, blank=True)
+    # Filled by the runtime's automatic check of the case.
+    actual_output = models.TextField(blank=True)
+    passed = models.BooleanField(null=True, blank=True)
+    checked_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["type", "-created_at"]
+        indexes = [models.Index(fields=["program", "type", "-created_at"], name="case_program_idx")]
+
+    def __str__(self):
+        return f"{self.get_type_display()} case on {self.program_id}"
+
+
+class ReportQuerySet(models.QuerySet):
+    def open(self):
+        return self.filter(status=Report.Status.OPEN)
+
+
+class Report(models.Model):
+    class Reason(models.TextChoices):
+        SPAM = "spam", "Spam or advertising"
+        HARMFUL = "harmful", "Harmful or offensive"
+        BROKEN = "broken", "Does not do what it says"
+        PRIVACY = "privacy", "Exposes personal data"
+        COPYRIGHT = "copyright", "Infringes someone's rights"
+        OTHER = "other", "Something else"
+
+    class Status(models.TextChoices):
+        OPEN = "open"
+        RESOLVED = "resolved"
+
+    program = models.ForeignKey(Program, on_delete=models.CASCADE, related_name="reports")
+    reporter = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="reports"
+    )
+    reason = models.CharField(max_length=16, choices=Reason.choices)
+    note = models.CharField(max_length=1000, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.OPEN)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="resolved_reports",
+    )
+    resolution = models.CharField(max_length=500, blank=True)
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = ReportQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            # One open report per person per program: reporting again updates it.
+            models.UniqueConstraint(
+                fields=["program", "reporter"],
+                condition=Q(status="open"),
+                name="report_one_open_per_reporter",
+            )
+        ]
+        indexes = [models.Index(fields=["status", "-created_at"], name="report_queue_idx")]
+
+    def __str__(self):
+        return f"{self.get_reason_display()} on {self.program_id} ({self.status})"
+
+
+class ModerationAction(models.Model):
+    """The log: who did what to which program or user, and why."""
+
+    class Action(models.TextChoices):
+        HIDE = "hide", "Hid a program"
+        UNHIDE = "unhide", "Unhid a program"
+        BAN = "ban", "Banned a user"
+        UNBAN = "unban", "Lifted a ban"
+        RESOLVE_REPORT = "resolve_report", "Resolved a report"
+        PUBLISH = "publish", "Published into the official namespace"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    action = models.CharField(max_length=20, choices=Action.choices)
+    program = models.ForeignKey(
+        Program, null=True, blank=True, on_delete=models.SET_NULL, related_name="moderation_log"
+    )
+    target_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="moderation_log",
+    )
+    report = models.ForeignKey(Report, null=True, blank=True, on_delete=models.SET_NULL)
+    reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"{self.actor} {self.action} {self.program_id or self.target_user_id}"
