@@ -1,6 +1,6 @@
 from django import forms
 
-from .models import User
+from .models import ApiKey, User
 
 
 class ProfileSettingsForm(forms.ModelForm):
@@ -17,3 +17,22 @@ class ProfileSettingsForm(forms.ModelForm):
         if email and User.objects.filter(email__iexact=email).exclude(pk=self.instance.pk).exists():
             raise forms.ValidationError("Another account already uses this email address.")
         return email
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(
+        max_length=100,
+        help_text="What the key is for, e.g. “laptop” or “CI”. You see the key itself only once.",
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def clean(self):
+        data = super().clean()
+        if self.user.api_keys.active().count() >= ApiKey.MAX_ACTIVE_PER_USER:
+            raise forms.ValidationError(
+                f"You have {ApiKey.MAX_ACTIVE_PER_USER} active keys; revoke one first."
+            )
+        return data

@@ -41,12 +41,18 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "allauth.socialaccount.providers.github",
+    # Only for its templates and static files: the API docs page with Swagger UI
+    # served from here, not from a CDN.
+    "ninja",
     "accounts",
     "programs",
     "compiler",
+    "api",
 ]
 
 MIDDLEWARE = [
+    "paw_site.middleware.request_id",
+    "api.middleware.api_errors",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,0 +1,29 @@
+from .errors import error_response
+
+API_PREFIX = "/api/v1/"
+
+
+def api_errors(get_response):
+    """Under /api/v1/: give responses that never went through Ninja's handlers
+    (unknown route, wrong method, a crash before the view) the API's error
+    shape, and add the rate-limit headers of the bucket the request was counted in."""
+
+    def middleware(request):
+        response = get_response(request)
+        if not request.path.startswith(API_PREFIX):
+            return response
+        is_json = response.get("Content-Type", "").startswith("application/json")
+        if response.status_code >= 400 and not is_json:
+            replacement = error_response(request, response.status_code)
+            for header in ("Allow", "Retry-After"):
+                if header in response:
+                    replacement[header] = response[header]
+            response = replacement
+        usage = getattr(request, "rate_limit", None)
+        if usage is not None:
+            response["X-RateLimit-Limit"] = str(usage.limit)
+            response["X-RateLimit-Remaining"] = str(usage.remaining)
+            response["X-RateLimit-Reset"] = str(usage.reset)
+        return response
+
+    return middleware

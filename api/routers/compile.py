@@ -1,0 +1,113 @@
+from uuid import UUID
+
+from django.shortcuts import get_object_or_404
+from ninja import Router, Status
+
+from compiler import registry, services
+from compiler.models import CompileJob
+from programs.models import Program
+
+from .. import ratelimit
+from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN
+from ..errors import ApiError
+from ..schemas import CompileIn, CompileOut, ErrorOut, JobOut
+
+router = Router(tags=["compile"])
+
+COMMON_ERRORS = {401: ErrorOut, 429: ErrorOut}
+
+
+def job_out(job):
+    return {
+        "job_id": job.id,
+        "program_id": job.program_id,
+        "status": job.status,
+        "stage": job.stage,
+        "percent": job.percent,
+        "error": job.error,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+    }
+
+
+@router.post(
+    "/compile",
+    auth=ANYONE,
+    openapi_extra=ANYONE_OPENAPI,
+    response={200: CompileOut, 202: CompileOut, 400: ErrorOut, 403: ErrorOut, 422: ErrorOut}
+    | COMMON_ERRORS,
+    summary="Compile a spec into a program",
+)
+def compile_submit(request, payload: CompileIn):
+    """Starts a compile and answers 202 with the job to poll. A spec compiled
+    before with the same compiler answers 200 with the ready program (no job
+    runs); one being compiled right now answers 202 with that running job."""
+    try:
+        registry.resolve(payload.compiler)
+    except registry.UnknownCompiler as exc:
+        raise ApiError(400, str(exc), error="unknown_compiler") from exc
+    ratelimit.limit(request, "compile")
+    ip = ratelimit.ip_bucket(ratelimit.client_ip(request))
+    with ratelimit.compile_slot(request, ip):
+        submission = services.compile_submit(
+            spec=payload.spec,
+            owner=request.user,
+            compiler=payload.compiler,
+            name=payload.name,
+            tags=payload.tags,
+            is_public=payload.public,
+            client_ip=ip or None,
+        )
+    program, job = submission.program, submission.job
+    if job is None:
+        job = program.jobs.filter(status=CompileJob.Status.READY).first()
+    body = {
+        "job_id": job.id if job else None,
+        "status": job.status if job else program.status,
+        "program_id": program.id,
+        "slug": None,
+        "pseudo_program": program.pseudo_program,
+        "compiler_snapshot": program.compiler_snapshot,
+        "version": None,
+        "cache_hit": submission.cache_hit,
+        "joined": submission.joined,
+    }
+    return Status(200 if submission.cache_hit else 202, body)
+
+
+def _job_for(request, job_id):
+    visible = Program.objects.visible_to(request.user)
+    return get_object_or_404(CompileJob, pk=job_id, program__in=visible)
+
+
+@router.get(
+    "/compile/{uuid:job_id}",
+    auth=ANYONE,
+    openapi_extra=ANYONE_OPENAPI,
+    response={200: JobOut, 404: ErrorOut} | COMMON_ERRORS,
+    summary="A compile job's status and progress",
+)
+def compile_status(request, job_id: UUID):
+    ratelimit.limit(request, "read")
+    return job_out(_job_for(request, job_id))
+
+
+@router.delete(
+    "/compile/{uuid:job_id}",
+    auth=SIGNED_IN,
+    response={200: JobOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut} | COMMON_ERRORS,
+    summary="Cancel a queued or running compile (its owner or staff)",
+)
+def compile_cancel(request, job_id: UUID):
+    ratelimit.limit(request, "write")
+    job = _job_for(request, job_id)
+    if job.owner_id != request.user.pk and not request.user.is_staff:
+        raise ApiError(403, "Only the owner can cancel this compile.")
+    if not services.compile_cancel(job=job):
+        raise ApiError(
+            409,
+            f"The compile has already finished ({job.status}).",
+            details={"status": job.status},
+        )
+    return job_out(job)
