@@ -172,6 +172,10 @@ WHITENOISE_USE_FINDERS = env.bool("WHITENOISE_USE_FINDERS", default=True)
 WHITENOISE_AUTOREFRESH = DEBUG
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
+# When set (e.g. "/protected-media/"), downloads are handed to the front server
+# with X-Accel-Redirect: <prefix><path under MEDIA_ROOT>; nginx then sends the
+# file and answers Range itself from an `internal` location aliased to MEDIA_ROOT.
+DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = env("DOWNLOADS_X_ACCEL_REDIRECT_PREFIX", default="")
 
 # --- security -------------------------------------------------------------------
 # HTTPS-only settings follow SECURE_SSL_REDIRECT, which production turns on
