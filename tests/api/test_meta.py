@@ -36,6 +36,7 @@ def test_health_ok(anon):
 
 def test_health_503_when_the_broker_is_down(anon, monkeypatch):
     # A real connection attempt to a port nothing listens on, bounded by the timeout.
+    monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # Celery prefers the env
     down = Celery("down", broker="redis://127.0.0.1:9/0")
     monkeypatch.setattr(meta, "celery_app", down)
     body = assert_error(anon.get(f"{API}/health"), 503, "unavailable")
