@@ -9,7 +9,7 @@ from django.contrib.postgres.search import SearchQuery, SearchRank, SearchVector
 from django.core.exceptions import ValidationError
 from django.db import connections, models
 from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 
 PROGRAM_ID_LENGTH = 20
@@ -137,8 +137,10 @@ class ProgramQuerySet(models.QuerySet):
         return self.order_by(*self.SORTS.get(sort, self.SORTS["votes"]))
 
     def for_cards(self):
-        """Everything a gallery card shows, in a constant number of queries."""
-        return self.select_related("owner").prefetch_related(
+        """Everything a gallery card shows, in a constant number of queries
+        (the spec only as a short `summary`)."""
+        cards = self.defer("spec", "pseudo_program").annotate(summary=Left("spec", 240))
+        return cards.select_related("owner").prefetch_related(
             "tags",
             models.Prefetch(
                 "aliases", queryset=Alias.objects.select_related("owner").order_by("-version")
@@ -178,6 +180,12 @@ class ProgramQuerySet(models.QuerySet):
             + SearchVector("spec", weight="C", config=SEARCH_CONFIG)
         )
         return self.update(search_vector=vector)
+
+
+class ProgramManager(models.Manager.from_queryset(ProgramQuerySet)):
+    def get_queryset(self):
+        # The search document is only ever read inside the database.
+        return super().get_queryset().defer("search_vector")
 
 
 class Program(models.Model):
@@ -229,7 +237,7 @@ class Program(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
     ready_at = models.DateTimeField(null=True, blank=True)
 
-    objects = ProgramQuerySet.as_manager()
+    objects = ProgramManager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -1,15 +1,407 @@
-from django.shortcuts import get_object_or_404
-from django.template.response import TemplateResponse
-from django.views.decorators.http import require_GET
+from functools import wraps
 
-from .models import Program
+from django.contrib import messages
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.vary import vary_on_headers
+
+from . import downloads, services
+from .forms import AliasForm, CaseForm, HubFilterForm, PublishForm, ReportForm
+from .models import ARTIFACT_TYPES, Alias, Case, ModerationAction, Program, Report, Tag, Vote
+
+User = get_user_model()
+
+PER_PAGE = 20
+POPULAR_TAGS = 24
+POPULAR_TAGS_CACHE_SECONDS = 300
+POPULAR_TAGS_KEY = "hub:popular-tags"
+
+
+# --- gallery ----------------------------------------------------------------------
+
+
+def popular_tags():
+    """The tags most used by listed programs, for the filter. Cached: counting
+    them means reading every listed program's tags."""
+    tags = cache.get(POPULAR_TAGS_KEY)
+    if tags is None:
+        listed = Q(programs__in=Program.objects.listed())
+        tags = list(
+            Tag.objects.annotate(uses=Count("programs", filter=listed))
+            .filter(uses__gt=0)
+            .order_by("-uses", "name")
+            .values_list("name", flat=True)[:POPULAR_TAGS]
+        )
+        cache.set(POPULAR_TAGS_KEY, tags, POPULAR_TAGS_CACHE_SECONDS)
+    return tags
+
+
+@require_GET
+@vary_on_headers("HX-Request")
+def hub(request):
+    form = HubFilterForm(request.GET)
+    programs = form.filtered(Program.objects.listed()).for_cards()
+    page = Paginator(programs, PER_PAGE).get_page(request.GET.get("page"))
+    context = {"form": form, "page": page, "filters": form.cleaned_data}
+    if request.htmx and not request.htmx.history_restore_request:
+        return TemplateResponse(request, "programs/hub.html#results", context)
+    tags = popular_tags()
+    tag = form.cleaned_data.get("tag")
+    if tag and tag not in tags:
+        tags = [tag, *tags]
+    return TemplateResponse(request, "programs/hub.html", context | {"tags": tags})
+
+
+# --- program page ---------------------------------------------------------------------
+
+
+def _visible_program(request, program_id):
+    return get_object_or_404(
+        Program.objects.visible_to(request.user)
+        .select_related("owner")
+        .prefetch_related("tags", "aliases__owner"),
+        pk=program_id,
+    )
+
+
+def _sign_in_first(request, program):
+    """Send an anonymous visitor to sign in, then back to the program page."""
+    back = program.get_absolute_url()
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = f"{reverse('account_login')}?next={back}"
+        return response
+    return redirect_to_login(back)
+
+
+def _cases_by_type(program):
+    cases = list(program.cases.select_related("author").order_by("-created_at")[:300])
+    return [
+        (value, label, [case for case in cases if case.type == value])
+        for value, label in Case.Type.choices
+    ]
+
+
+def detail_context(request, program, *, alias=None, **forms):
+    """Everything the program page shows; `forms` replace the blank ones
+    (a bound form with errors, after a failed post)."""
+    user = request.user
+    alias = alias or program.primary_alias
+    my_vote = 0
+    if user.is_authenticated:
+        my_vote = (
+            Vote.objects.filter(user=user, program=program).values_list("value", flat=True).first()
+            or 0
+        )
+    context = {
+        "program": program,
+        "alias": alias,
+        "versions": list(Alias.objects.versions_of(alias, user=user)) if alias else [],
+        "my_vote": my_vote,
+        "cases_by_type": _cases_by_type(program) if program.is_ready else [],
+        "is_owner": user.is_authenticated and program.owner_id == user.pk,
+        "job": None if program.is_ready else program.jobs.first(),
+        "artifacts": [program.artifact(kind) for kind in ("bundle", "adapter")],
+        "case_form": CaseForm(),
+        "report_form": ReportForm(),
+        "alias_form": AliasForm(),
+    }
+    if user.is_authenticated and user.is_staff:
+        context["publish_form"] = PublishForm()
+        context["open_reports"] = program.reports.open().count()
+    return context | forms
+
+
+def _render_detail(request, program, *, alias=None, status=200, **forms):
+    context = detail_context(request, program, alias=alias, **forms)
+    return TemplateResponse(request, "programs/detail.html", context, status=status)
 
 
 @require_GET
 def program_detail(request, program_id):
+    return _render_detail(request, _visible_program(request, program_id))
+
+
+@require_GET
+def alias_detail(request, slug, username=None, version=None):
+    """`/<user>/<slug>/`, `/<slug>/` (official), each with an optional `@vN`."""
+    name = f"{username}/{slug}" if username else slug
+    if version:
+        name += f"@v{version}"
+    try:
+        alias = Alias.objects.resolve(name, user=request.user)
+    except Alias.DoesNotExist as error:
+        raise Http404(str(error)) from error
+    program = _visible_program(request, alias.program_id)
+    return _render_detail(request, program, alias=alias)
+
+
+# --- what people do on a program page -----------------------------------------------------
+
+
+@require_POST
+def program_vote(request, program_id):
+    program = _visible_program(request, program_id)
+    if not request.user.is_authenticated:
+        return _sign_in_first(request, program)
+    try:
+        value = int(request.POST.get("value", ""))
+        outcome = services.vote_toggle(user=request.user, program=program, value=value)
+    except (ValueError, ValidationError):
+        return HttpResponse("A vote is +1 or -1.", status=400)
+    if request.htmx:
+        return TemplateResponse(
+            request, "programs/detail.html#votes", {"program": program, "my_vote": outcome.value}
+        )
+    return redirect(program)
+
+
+@require_POST
+def program_case(request, program_id):
+    program = _visible_program(request, program_id)
+    if not request.user.is_authenticated:
+        return _sign_in_first(request, program)
+    form = CaseForm(request.POST)
+    if form.is_valid():
+        try:
+            services.case_submit(program=program, author=request.user, **form.cleaned_data)
+        except ValidationError as error:
+            form.add_error(None, error)
+    if form.is_valid():
+        if request.htmx:
+            context = {"program": program, "cases_by_type": _cases_by_type(program)}
+            context |= {"case_form": CaseForm(), "case_added": True}
+            return TemplateResponse(request, "programs/detail.html#cases", context)
+        messages.success(request, "Thanks: your case was added.")
+        return redirect(f"{program.get_absolute_url()}#cases")
+    if request.htmx:
+        context = {"program": program, "cases_by_type": _cases_by_type(program), "case_form": form}
+        return TemplateResponse(request, "programs/detail.html#cases", context)
+    return _render_detail(request, program, case_form=form, status=400)
+
+
+@require_POST
+def program_report(request, program_id):
+    program = _visible_program(request, program_id)
+    if not request.user.is_authenticated:
+        return _sign_in_first(request, program)
+    form = ReportForm(request.POST)
+    if form.is_valid():
+        services.report_submit(program=program, reporter=request.user, **form.cleaned_data)
+        if request.htmx:
+            return TemplateResponse(
+                request, "programs/detail.html#report", {"program": program, "reported": True}
+            )
+        messages.success(request, "Thanks: the moderators will look at your report.")
+        return redirect(program)
+    if request.htmx:
+        return TemplateResponse(
+            request, "programs/detail.html#report", {"program": program, "report_form": form}
+        )
+    return _render_detail(request, program, report_form=form, status=400)
+
+
+@require_POST
+def program_alias(request, program_id):
+    program = _visible_program(request, program_id)
+    if not request.user.is_authenticated:
+        return _sign_in_first(request, program)
+    form = AliasForm(request.POST)
+    if form.is_valid():
+        try:
+            alias, created = services.alias_point(
+                user=request.user, slug=form.cleaned_data["slug"], program=program
+            )
+        except ValidationError as error:
+            form.add_error(None, error)
+        else:
+            if created:
+                messages.success(request, f"This program is now {alias.full_name}.")
+            else:
+                messages.info(request, f"{alias.full_name} already points at this program.")
+            return redirect(alias.get_absolute_url())
+    return _render_detail(request, program, alias_form=form, status=400)
+
+
+# --- downloads -------------------------------------------------------------------------
+
+RETRY_AFTER_SECONDS = 30
+
+
+@require_http_methods(["GET", "HEAD"])
+def program_download(request, program_id, kind):
     program = get_object_or_404(
-        Program.objects.visible_to(request.user).select_related("owner").prefetch_related("tags"),
-        pk=program_id,
+        Program.objects.visible_to(request.user).prefetch_related("aliases"), pk=program_id
     )
-    job = program.jobs.first()
-    return TemplateResponse(request, "programs/detail.html", {"program": program, "job": job})
+    if kind not in ARTIFACT_TYPES:
+        raise Http404("No such file.")
+    if not program.is_ready:
+        compiling = program.status == Program.Status.COMPILING
+        response = TemplateResponse(
+            request,
+            "programs/not_ready.html",
+            {"program": program, "job": program.jobs.first()},
+            status=503 if compiling else 409,
+        )
+        if compiling:
+            response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+        return response
+    artifact = program.artifact(kind)
+    path = downloads.artifact_file(artifact)
+    if path is None:
+        raise Http404("This file is missing.")
+    response, counts = downloads.serve(
+        request, artifact, path, public=program.is_public and not program.is_hidden
+    )
+    if counts:
+        services.program_count_download(program=program)
+    return response
+
+
+# --- moderation --------------------------------------------------------------------------
+
+
+def staff_required(view):
+    """Signed in and staff: anonymous visitors sign in first, others get 403."""
+
+    @wraps(view)
+    @login_required
+    def check(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only moderators can do this.")
+        return view(request, *args, **kwargs)
+
+    return check
+
+
+@staff_required
+@require_GET
+def moderation_queue(request):
+    reports = Report.objects.open().select_related("program__owner", "reporter")
+    page = Paginator(reports.order_by("created_at"), 50).get_page(request.GET.get("page"))
+    context = {
+        "page": page,
+        "hidden": Program.objects.filter(is_hidden=True)
+        .select_related("owner")
+        .order_by("-updated_at")[:50],
+        "banned": User.objects.filter(is_active=False, moderation_log__action="ban")
+        .distinct()
+        .order_by("username")[:50],
+        "log": ModerationAction.objects.select_related("actor", "program", "target_user")[:50],
+    }
+    return TemplateResponse(request, "programs/moderation.html", context)
+
+
+def _back(request, default):
+    """Redirect to the form's `next` when it is on this site, else to `default`."""
+    target = request.POST.get("next", "")
+    if url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return redirect(target)
+    return redirect(default)
+
+
+def _moderate(request, action, success, default):
+    """Run a moderation service with the posted reason; report the outcome."""
+    reason = request.POST.get("reason", "").strip()[:300]
+    try:
+        action(reason)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+    else:
+        messages.success(request, success)
+    return _back(request, default)
+
+
+@staff_required
+@require_POST
+def moderation_resolve(request, report_id):
+    report = get_object_or_404(Report.objects.select_related("program"), pk=report_id)
+    return _moderate(
+        request,
+        lambda reason: services.report_resolve(
+            report=report, actor=request.user, resolution=reason
+        ),
+        "Report resolved.",
+        "moderation",
+    )
+
+
+@staff_required
+@require_POST
+def moderation_hide(request, program_id):
+    program = get_object_or_404(Program, pk=program_id)
+    return _moderate(
+        request,
+        lambda reason: services.program_hide(program=program, actor=request.user, reason=reason),
+        f"{program.title} is hidden.",
+        program,
+    )
+
+
+@staff_required
+@require_POST
+def moderation_unhide(request, program_id):
+    program = get_object_or_404(Program, pk=program_id)
+    return _moderate(
+        request,
+        lambda reason: services.program_unhide(program=program, actor=request.user, reason=reason),
+        f"{program.title} is visible again.",
+        program,
+    )
+
+
+@staff_required
+@require_POST
+def moderation_ban(request, user_id):
+    target = get_object_or_404(User, pk=user_id)
+
+    def ban(reason):
+        hidden = services.user_ban(user=target, actor=request.user, reason=reason)
+        messages.info(request, f"{hidden} of their programs hidden.")
+
+    return _moderate(request, ban, f"{target.username} is banned.", "moderation")
+
+
+@staff_required
+@require_POST
+def moderation_unban(request, user_id):
+    target = get_object_or_404(User, pk=user_id)
+    return _moderate(
+        request,
+        lambda reason: services.user_unban(user=target, actor=request.user, reason=reason),
+        f"{target.username} can sign in again; unhide their programs one by one.",
+        "moderation",
+    )
+
+
+@staff_required
+@require_POST
+def moderation_publish(request, program_id):
+    program = get_object_or_404(Program, pk=program_id)
+    form = PublishForm(request.POST)
+    if not form.is_valid():
+        for message in form.errors.get("slug", []):
+            messages.error(request, message)
+        return redirect(program)
+    try:
+        alias = services.program_publish(program=program, actor=request.user, **form.cleaned_data)
+    except ValidationError as error:
+        for message in error.messages:
+            messages.error(request, message)
+        return redirect(program)
+    messages.success(request, f"Published as {alias.full_name}.")
+    return redirect(alias.get_absolute_url())

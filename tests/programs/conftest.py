@@ -3,6 +3,12 @@ import pytest
 from tests.factories import ProgramFactory
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # ProgramFactory makes an owner per program; PBKDF2 for each one is most of a test's time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def program(db, user):
     """A ready public program owned by `user`."""

@@ -1,0 +1,130 @@
+"""Serving a program's files: ETag = sha256, conditional requests, byte ranges,
+and optionally handing the file to the front server (X-Accel-Redirect)."""
+
+import logging
+import re
+from pathlib import Path
+from urllib.parse import quote
+
+from django.conf import settings
+from django.http import FileResponse, HttpResponse, HttpResponseNotModified
+from django.utils.http import content_disposition_header
+
+log = logging.getLogger(__name__)
+
+RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class RangeFile:
+    """`length` bytes of `file` from `start`. No fileno(), so a WSGI server's
+    sendfile never sends the whole file instead."""
+
+    def __init__(self, file, start, length):
+        file.seek(start)
+        self.file, self.left = file, length
+
+    def read(self, size=-1):
+        size = self.left if size is None or size < 0 else min(size, self.left)
+        data = self.file.read(size)
+        self.left -= len(data)
+        return data
+
+    def close(self):
+        self.file.close()
+
+
+def etag_matches(header, etag):
+    if not header:
+        return False
+    if header.strip() == "*":
+        return True
+    return etag in {tag.strip().removeprefix("W/") for tag in header.split(",")}
+
+
+def requested_range(request, etag, size):
+    """(start, end) inclusive for a single satisfiable byte range; None for the
+    whole file; "unsatisfiable" for a range outside it. Several ranges, or an
+    If-Range for another version, get the whole file (RFC 9110 allows it)."""
+    header = request.headers.get("Range", "")
+    if not header or request.headers.get("If-Range", etag) != etag:
+        return None
+    match = RANGE.match(header.replace(" ", ""))
+    if not match or match.groups() == ("", ""):
+        return None
+    first, last = match.groups()
+    if first == "":  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    else:
+        start, end = int(first), min(int(last), size - 1) if last else size - 1
+    if start >= size or start > end:
+        return "unsatisfiable"
+    return start, end
+
+
+def artifact_file(artifact):
+    """The artifact's path on disk, or None when it is missing (or escapes MEDIA_ROOT)."""
+    if not artifact.path:
+        return None
+    root = Path(settings.MEDIA_ROOT).resolve()
+    path = (root / artifact.path).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        log.error("artifact %s is missing on disk: %s", artifact.kind, path)
+        return None
+    return path
+
+
+def serve(request, artifact, path, *, public):
+    """The response for `artifact` at `path`, and whether it counts as a
+    download: a GET of the whole file or of a range starting at byte 0, so a
+    client fetching chunks counts once."""
+    etag = f'"{artifact.sha256}"'
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        # Revalidate every time (the same program id can be compiled again),
+        # and keep private programs out of shared caches.
+        "Cache-Control": f"{'public' if public else 'private'}, max-age=0, must-revalidate",
+    }
+    if etag_matches(request.headers.get("If-None-Match"), etag):
+        response = HttpResponseNotModified()
+        response.headers.update(headers)
+        return response, False
+    size = path.stat().st_size
+    byte_range = requested_range(request, etag, size)
+    if byte_range == "unsatisfiable":
+        response = HttpResponse(status=416)
+        response.headers.update(headers | {"Content-Range": f"bytes */{size}"})
+        return response, False
+    counts = request.method == "GET" and (byte_range is None or byte_range[0] == 0)
+    disposition = content_disposition_header(as_attachment=True, filename=artifact.filename)
+
+    if settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
+        # The front server sends the file (and answers the range itself).
+        response = HttpResponse(content_type=artifact.content_type)
+        response.headers.update(headers | {"Content-Disposition": disposition})
+        response["X-Accel-Redirect"] = settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX + quote(
+            artifact.path
+        )
+        return response, counts
+
+    if byte_range is None:
+        response = FileResponse(
+            path.open("rb"),
+            as_attachment=True,
+            filename=artifact.filename,
+            content_type=artifact.content_type,
+        )
+    else:
+        start, end = byte_range
+        length = end - start + 1
+        response = FileResponse(
+            RangeFile(path.open("rb"), start, length),
+            status=206,
+            as_attachment=True,
+            filename=artifact.filename,
+            content_type=artifact.content_type,
+        )
+        response["Content-Length"] = str(length)
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    response.headers.update(headers)
+    return response, counts
