@@ -33,6 +33,11 @@ class RangeFile:
         self.file.close()
 
 
+def set_headers(response, headers):
+    for name, value in headers.items():
+        response[name] = value
+
+
 def etag_matches(header, etag):
     if not header:
         return False
@@ -87,13 +92,13 @@ def serve(request, artifact, path, *, public):
     }
     if etag_matches(request.headers.get("If-None-Match"), etag):
         response = HttpResponseNotModified()
-        response.headers.update(headers)
+        set_headers(response, headers)
         return response, False
     size = path.stat().st_size
     byte_range = requested_range(request, etag, size)
     if byte_range == "unsatisfiable":
         response = HttpResponse(status=416)
-        response.headers.update(headers | {"Content-Range": f"bytes */{size}"})
+        set_headers(response, headers | {"Content-Range": f"bytes */{size}"})
         return response, False
     counts = request.method == "GET" and (byte_range is None or byte_range[0] == 0)
     disposition = content_disposition_header(as_attachment=True, filename=artifact.filename)
@@ -101,7 +106,7 @@ def serve(request, artifact, path, *, public):
     if settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
         # The front server sends the file (and answers the range itself).
         response = HttpResponse(content_type=artifact.content_type)
-        response.headers.update(headers | {"Content-Disposition": disposition})
+        set_headers(response, headers | {"Content-Disposition": disposition})
         response["X-Accel-Redirect"] = settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX + quote(
             artifact.path
         )
@@ -126,5 +131,5 @@ def serve(request, artifact, path, *, public):
         )
         response["Content-Length"] = str(length)
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
-    response.headers.update(headers)
+    set_headers(response, headers)
     return response, counts
