@@ -3,7 +3,7 @@ from django import forms
 from .models import SLUG_MAX_LENGTH, Case, Report, validate_slug
 
 SORT_CHOICES = [
-    ("", "Best match / most votes"),
+    ("", "Best first"),
     ("votes", "Most votes"),
     ("recent", "Newest"),
     ("downloads", "Most downloaded"),

@@ -268,6 +268,12 @@ class Program(models.Model):
         return self.status == self.Status.READY
 
     @property
+    def blurb(self):
+        """The spec's first paragraph: what the program does, without its examples."""
+        text = getattr(self, "summary", None) or self.spec  # for_cards() annotates `summary`
+        return text.strip().split("\n\n", 1)[0]
+
+    @property
     def primary_alias(self):
         """The name to show: an official one first, then the owner's; newest
         version first. Uses prefetched `aliases` when present."""

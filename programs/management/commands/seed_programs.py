@@ -152,7 +152,7 @@ class Command(BaseCommand):
             batch_votes = self.seed_batch(rng, seed, range(start, stop), authors, tags)
             made += stop - start
             votes += batch_votes
-            self.stdout.write(f"  {made}/{count} programs", ending="\r")
+            self.stdout.write(f"  {made}/{count} programs")
         self.stdout.write(
             self.style.SUCCESS(
                 f"Seeded {made} programs, {votes} votes, {len(authors)} authors "
@@ -190,6 +190,7 @@ class Command(BaseCommand):
             author = rng.choice(authors)
             alias, snapshot = rng.choice(COMPILERS)
             selfcheck = round(rng.uniform(0.55, 1.0), 2)
+            heldout = rng.randint(8, 24) if rng.random() < 0.4 else 0
             program = Program(
                 id=digest[:20],
                 owner=author,
@@ -206,8 +207,9 @@ class Command(BaseCommand):
                 example_count=len(examples),
                 selfcheck_accuracy=selfcheck,
                 heldout_accuracy=round(max(0.0, selfcheck - rng.uniform(0, 0.2)), 2)
-                if rng.random() < 0.4
+                if heldout
                 else None,
+                heldout_count=heldout,
                 adapter_size=rng.randint(2_500_000, 6_000_000),
                 adapter_sha256=hashlib.sha256(f"adapter:{digest}".encode()).hexdigest(),
                 bundle_size=rng.randint(2_600_000, 6_100_000),
