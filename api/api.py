@@ -1,7 +1,7 @@
 from ninja import NinjaAPI, Swagger
 
 from .errors import install_handlers
-from .routers import compile, meta
+from .routers import compile, meta, programs
 
 DESCRIPTION = """\
 The PAW Hub REST API: compile specs into programs, find and run programs, vote,
@@ -32,3 +32,4 @@ api = NinjaAPI(
 install_handlers(api)
 api.add_router("", compile.router)
 api.add_router("", meta.router)
+api.add_router("", programs.router)

@@ -9,6 +9,7 @@ same shape for every failure and never a stack trace.
 import logging
 
 from django.core.exceptions import PermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
@@ -123,6 +124,13 @@ def install_handlers(api):
     @api.exception_handler(Http404)
     def on_not_found(request, exc):
         return error_response(request, 404)
+
+    @api.exception_handler(DjangoValidationError)
+    def on_model_validation_error(request, exc):
+        # Raised by the services in programs/ and compiler/ for input they refuse.
+        fields = exc.message_dict if hasattr(exc, "error_dict") else {}
+        message = " ".join(exc.messages)
+        return error_response(request, 422, message, details={"fields": fields} if fields else None)
 
     @api.exception_handler(PermissionDenied)
     def on_permission_denied(request, exc):

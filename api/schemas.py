@@ -2,16 +2,26 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
+from django.core.exceptions import ValidationError as DjangoValidationError
 from ninja import Field, Schema
 from pydantic import StringConstraints, field_validator
 from pydantic_core import PydanticCustomError
 
 from compiler.forms import TAG_PATTERN
 from compiler.spec import SPEC_MAX_CHARS, SPEC_MIN_CHARS, SpecError, validate_spec
-from programs.models import MAX_TAGS
+from programs.models import MAX_TAGS, SLUG_MAX_LENGTH, SLUG_MIN_LENGTH, validate_slug
 
 TagName = Annotated[str, StringConstraints(pattern=f"^{TAG_PATTERN.pattern}$")]
 ProgramName = Annotated[str, StringConstraints(max_length=100)]
+
+
+def _valid_slug(slug):
+    # The naming form's rule (programs.models.validate_slug), not a copy of it.
+    try:
+        validate_slug(slug)
+    except DjangoValidationError as exc:
+        raise PydanticCustomError("slug_invalid", " ".join(exc.messages)) from exc
+    return slug
 
 
 class ErrorOut(Schema):
@@ -21,6 +31,11 @@ class ErrorOut(Schema):
     request_id: str = Field(description="Also in the X-Request-ID header; quote it in reports.")
 
 
+def errors(*statuses):
+    """The `response=` entries documenting these error statuses."""
+    return dict.fromkeys(statuses, ErrorOut)
+
+
 class CompileIn(Schema):
     spec: str = Field(
         description="The task: a description and at least two examples, as 'Input: …' / "
@@ -28,6 +43,11 @@ class CompileIn(Schema):
         json_schema_extra={"minLength": SPEC_MIN_CHARS, "maxLength": SPEC_MAX_CHARS},
     )
     compiler: str | None = Field(None, description="A name from GET /models/compilers.")
+    slug: str | None = Field(
+        None,
+        description="Also name the program `you/slug` (signed in only).",
+        json_schema_extra={"minLength": SLUG_MIN_LENGTH, "maxLength": SLUG_MAX_LENGTH},
+    )
     name: ProgramName = ""
     tags: list[TagName] = Field(default_factory=list, max_length=MAX_TAGS)
     public: bool = True
@@ -41,6 +61,11 @@ class CompileIn(Schema):
         except SpecError as exc:
             raise PydanticCustomError("spec_invalid", str(exc)) from exc
         return spec
+
+    @field_validator("slug")
+    @classmethod
+    def slug_allowed(cls, slug):
+        return None if slug is None else _valid_slug(slug)
 
 
 class CompileOut(Schema):
@@ -92,3 +117,120 @@ class MeOut(Schema):
 class HealthOut(Schema):
     status: Literal["ok"]
     checks: dict[str, str]
+
+
+class ArtifactOut(Schema):
+    size: int | None
+    sha256: str
+    url: str = Field(description="GET it here (ETag = sha256, Range supported).")
+
+
+class ProgramSummaryOut(Schema):
+    id: str
+    slug: str | None = Field(description="Its name: user/slug, or a bare official slug.")
+    version: int | None
+    name: str
+    title: str
+    owner: str | None = Field(description="The author's username; null for anonymous.")
+    description: str = Field(description="The spec's first line.")
+    compiler: str
+    status: Literal["compiling", "ready", "failed"]
+    public: bool
+    tags: list[str]
+    score: int
+    downloads: int
+    created_at: datetime
+    url: str = Field(description="The program's page on the hub.")
+
+
+class ProgramOut(ProgramSummaryOut):
+    spec: str
+    pseudo_program: str
+    compiler_snapshot: str
+    hidden: bool
+    hidden_reason: str = Field(description="Shown to the author and moderators only.")
+    example_count: int
+    selfcheck_accuracy: float | None
+    heldout_accuracy: float | None
+    adapter: ArtifactOut | None
+    bundle: ArtifactOut | None
+    ready_at: datetime | None
+
+
+class ProgramListOut(Schema):
+    programs: list[ProgramSummaryOut]
+    total: int
+    page: int
+    per_page: int
+
+
+class ProgramPatchIn(Schema):
+    name: ProgramName | None = None
+    tags: list[TagName] | None = Field(None, max_length=MAX_TAGS)
+    public: bool | None = None
+
+
+class VersionOut(Schema):
+    version: int
+    program_id: str
+    created_at: datetime
+
+
+class VersionsOut(Schema):
+    slug: str
+    versions: list[VersionOut]
+
+
+class AliasIn(Schema):
+    slug: str = Field(
+        description="The name under your namespace, e.g. `urgency` for `you/urgency`.",
+        json_schema_extra={"minLength": SLUG_MIN_LENGTH, "maxLength": SLUG_MAX_LENGTH},
+    )
+
+    @field_validator("slug")
+    @classmethod
+    def slug_allowed(cls, slug):
+        return _valid_slug(slug)
+
+
+class AliasOut(Schema):
+    slug: str
+    version: int
+    program_id: str
+    created: bool = Field(description="False when the name already pointed at this program.")
+
+
+class VoteIn(Schema):
+    vote: Literal[1, -1]
+
+
+class VoteOut(Schema):
+    score: int
+    vote: Literal[1, 0, -1] = Field(description="Your vote now; 0 after voting the same again.")
+
+
+class CaseIn(Schema):
+    input: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+    expected: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
+    type: Literal["success", "limitation", "edge_case"] = "success"
+    note: Annotated[str, StringConstraints(max_length=500)] = ""
+
+
+class CaseOut(Schema):
+    id: int
+    input: str
+    expected: str
+    type: Literal["success", "limitation", "edge_case"]
+    note: str
+    author: str | None
+    actual_output: str
+    passed: bool | None
+    checked_at: datetime | None
+    created_at: datetime
+
+
+class CaseListOut(Schema):
+    cases: list[CaseOut]
+    total: int
+    page: int
+    per_page: int

@@ -5,16 +5,15 @@ from ninja import Router, Status
 
 from compiler import registry, services
 from compiler.models import CompileJob
+from programs import services as program_services
 from programs.models import Program
 
 from .. import ratelimit
 from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN
 from ..errors import ApiError
-from ..schemas import CompileIn, CompileOut, ErrorOut, JobOut
+from ..schemas import CompileIn, CompileOut, JobOut, errors
 
 router = Router(tags=["compile"])
-
-COMMON_ERRORS = {401: ErrorOut, 429: ErrorOut}
 
 
 def job_out(job):
@@ -35,8 +34,7 @@ def job_out(job):
     "/compile",
     auth=ANYONE,
     openapi_extra=ANYONE_OPENAPI,
-    response={200: CompileOut, 202: CompileOut, 400: ErrorOut, 403: ErrorOut, 422: ErrorOut}
-    | COMMON_ERRORS,
+    response={200: CompileOut, 202: CompileOut} | errors(400, 401, 403, 409, 422, 429),
     summary="Compile a spec into a program",
 )
 def compile_submit(request, payload: CompileIn):
@@ -47,6 +45,8 @@ def compile_submit(request, payload: CompileIn):
         registry.resolve(payload.compiler)
     except registry.UnknownCompiler as exc:
         raise ApiError(400, str(exc), error="unknown_compiler") from exc
+    if payload.slug and not request.user.is_authenticated:
+        raise ApiError(401, "Sign in (or send an API key) to name a program.")
     ratelimit.limit(request, "compile")
     ip = ratelimit.ip_bucket(ratelimit.client_ip(request))
     with ratelimit.compile_slot(request, ip):
@@ -60,20 +60,34 @@ def compile_submit(request, payload: CompileIn):
             client_ip=ip or None,
         )
     program, job = submission.program, submission.job
+    alias = _name(request, program, payload.slug) if payload.slug else program.primary_alias
     if job is None:
         job = program.jobs.filter(status=CompileJob.Status.READY).first()
     body = {
         "job_id": job.id if job else None,
         "status": job.status if job else program.status,
         "program_id": program.id,
-        "slug": None,
+        "slug": alias.name if alias else None,
         "pseudo_program": program.pseudo_program,
         "compiler_snapshot": program.compiler_snapshot,
-        "version": None,
+        "version": alias.version if alias else None,
         "cache_hit": submission.cache_hit,
         "joined": submission.joined,
     }
     return Status(200 if submission.cache_hit else 202, body)
+
+
+def _name(request, program, slug):
+    if program.owner_id != request.user.pk:
+        # A cache hit or a running compile of someone else's: nothing new was started.
+        raise ApiError(
+            409,
+            "This spec was already compiled by someone else, so you cannot name that program; "
+            "compile it privately (public: false) to have your own.",
+            details={"program_id": program.id},
+        )
+    alias, _ = program_services.alias_point(user=request.user, slug=slug, program=program)
+    return alias
 
 
 def _job_for(request, job_id):
@@ -85,7 +99,7 @@ def _job_for(request, job_id):
     "/compile/{uuid:job_id}",
     auth=ANYONE,
     openapi_extra=ANYONE_OPENAPI,
-    response={200: JobOut, 404: ErrorOut} | COMMON_ERRORS,
+    response={200: JobOut} | errors(401, 404, 429),
     summary="A compile job's status and progress",
 )
 def compile_status(request, job_id: UUID):
@@ -96,7 +110,7 @@ def compile_status(request, job_id: UUID):
 @router.delete(
     "/compile/{uuid:job_id}",
     auth=SIGNED_IN,
-    response={200: JobOut, 403: ErrorOut, 404: ErrorOut, 409: ErrorOut} | COMMON_ERRORS,
+    response={200: JobOut} | errors(401, 403, 404, 409, 429),
     summary="Cancel a queued or running compile (its owner or staff)",
 )
 def compile_cancel(request, job_id: UUID):

@@ -10,7 +10,7 @@ from runtime.model import base_model_path
 from .. import ratelimit
 from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN
 from ..errors import ApiError
-from ..schemas import CompilerOut, ErrorOut, HealthOut, MeOut
+from ..schemas import CompilerOut, HealthOut, MeOut, errors
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -22,7 +22,7 @@ BROKER_TIMEOUT_SECONDS = 2
     "/models/compilers",
     auth=ANYONE,
     openapi_extra=ANYONE_OPENAPI,
-    response={200: list[CompilerOut], 401: ErrorOut, 429: ErrorOut},
+    response={200: list[CompilerOut]} | errors(401, 429),
     tags=["models"],
     summary="Compilers a spec can be compiled with",
 )
@@ -34,7 +34,7 @@ def compilers(request):
 @router.get(
     "/auth/me",
     auth=SIGNED_IN,
-    response={200: MeOut, 401: ErrorOut, 429: ErrorOut},
+    response={200: MeOut} | errors(401, 429),
     tags=["auth"],
     summary="The signed-in caller",
 )
@@ -84,7 +84,7 @@ CHECKS = {"database": _check_database, "broker": _check_broker, "model": _check_
 @router.get(
     "/health",
     auth=None,
-    response={200: HealthOut, 503: ErrorOut},
+    response={200: HealthOut} | errors(503),
     tags=["meta"],
     summary="Whether the database, the broker and the base model file are usable",
 )

@@ -5,6 +5,7 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import ApiKey
+from api import ratelimit
 from compiler import services
 
 API = "/api/v1"
@@ -17,11 +18,19 @@ SPEC = (
 
 
 @pytest.fixture(autouse=True)
-def fresh_limits():
-    """Rate-limit counters live in the cache; every test starts with none."""
+def fresh_limits(monkeypatch):
+    """Rate-limit counters live in the cache; every test starts with none, in
+    the middle of a window that does not roll over while it runs."""
+    monkeypatch.setattr(ratelimit, "clock", lambda: 1_800_000_030.0)
     cache.clear()
     yield
     cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # Factories make many users; PBKDF2 for each would be most of a test's time.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture(autouse=True)
