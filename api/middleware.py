@@ -15,7 +15,7 @@ def api_errors(get_response):
         is_json = response.get("Content-Type", "").startswith("application/json")
         if response.status_code >= 400 and not is_json:
             replacement = error_response(request, response.status_code)
-            for header in ("Allow", "Retry-After"):
+            for header in ("Allow", "Retry-After", "Content-Range", "ETag"):
                 if header in response:
                     replacement[header] = response[header]
             response = replacement

@@ -35,6 +35,7 @@ RULES = {
     "infer": Rule(anonymous=30, user=120, ip=240, period=60),
     "write": Rule(anonymous=30, user=60, ip=240, period=60),
     "read": Rule(anonymous=120, user=600, ip=1200, period=60),
+    "download": Rule(anonymous=120, user=600, ip=1200, period=3600),
 }
 # Compile jobs queued or running at once: anonymous per IP, signed-in per user.
 CONCURRENT_COMPILES = {"anonymous": 1, "user": 2}

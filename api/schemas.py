@@ -234,3 +234,9 @@ class CaseListOut(Schema):
     total: int
     page: int
     per_page: int
+
+
+class NotReadyOut(Schema):
+    status: Literal["compiling"]
+    job_id: UUID | None
+    message: str

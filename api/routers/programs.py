@@ -8,13 +8,14 @@ import re
 from typing import Literal
 
 from django.db import transaction
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Schema, Status
 from pydantic import Field
 
 from compiler.services import tags_named
-from programs import services
-from programs.models import PROGRAM_ID_LENGTH, Alias, Program
+from programs import downloads, services
+from programs.models import ARTIFACT_TYPES, PROGRAM_ID_LENGTH, Alias, Program
 
 from .. import ratelimit
 from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN
@@ -25,6 +26,7 @@ from ..schemas import (
     CaseIn,
     CaseListOut,
     CaseOut,
+    NotReadyOut,
     ProgramListOut,
     ProgramOut,
     ProgramPatchIn,
@@ -287,6 +289,60 @@ def case_create(request, ref: str, payload: CaseIn):
         raise ApiError(409, "Cases can be added once the program has compiled.")
     case = services.case_submit(program=program, author=request.user, **payload.dict())
     return Status(201, case_out(case))
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+DOWNLOAD_OPENAPI = ANYONE_OPENAPI | {
+    "responses": {
+        "200": {
+            "description": "The file. ETag is its sha256; Range requests are answered with 206.",
+            "content": {content_type: BINARY for _, content_type in ARTIFACT_TYPES.values()},
+        },
+        "206": {
+            "description": "The requested byte range.",
+            "content": {content_type: BINARY for _, content_type in ARTIFACT_TYPES.values()},
+        },
+        "304": {"description": "Not modified: If-None-Match matched the ETag."},
+    }
+}
+DOWNLOAD_RETRY_AFTER = 30
+
+
+@router.get(
+    "/programs/{path:ref}/download",
+    auth=ANYONE,
+    openapi_extra=DOWNLOAD_OPENAPI,
+    response={202: NotReadyOut} | errors(401, 404, 409, 416, 422, 429),
+    summary="Download the .paw bundle (default) or the adapter .gguf",
+)
+def program_download(request, ref: str, file: Query[Literal["bundle", "adapter"]] = "bundle"):
+    """202 with Retry-After while the program compiles; 409 if it failed to."""
+    ratelimit.limit(request, "download")
+    program, _ = find_program(request, ref, Program.objects.prefetch_related("aliases"))
+    if program.status == Program.Status.COMPILING:
+        job = program.jobs.first()
+        response = JsonResponse(
+            {
+                "status": "compiling",
+                "job_id": str(job.id) if job else None,
+                "message": "The program is still compiling; try again shortly.",
+            },
+            status=202,
+        )
+        response["Retry-After"] = str(DOWNLOAD_RETRY_AFTER)
+        return response
+    if not program.is_ready:
+        raise ApiError(409, "This program did not compile, so it has no files.")
+    artifact = program.artifact(file)
+    path = downloads.artifact_file(artifact)
+    if path is None:
+        raise ApiError(404, "This file is missing.")
+    response, counts = downloads.serve(
+        request, artifact, path, public=program.is_public and not program.is_hidden
+    )
+    if counts:
+        services.program_count_download(program=program)
+    return response
 
 
 @router.get(

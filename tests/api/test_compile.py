@@ -163,3 +163,24 @@ def test_cancel_access(as_user, as_other, as_staff, anon):
 def test_anonymous_jobs_cannot_be_cancelled_by_users(anon, as_other):
     job_id = compile_(anon).json()["job_id"]
     assert_error(as_other.delete(f"{API}/compile/{job_id}"), 403)
+
+
+def test_compile_can_name_the_program(as_user, user):
+    response = compile_(as_user, slug="urgency")
+    assert response.status_code == 202
+    body = response.json()
+    assert body["slug"] == f"{user.username}/urgency" and body["version"] == 1
+    assert Program.objects.get(pk=body["program_id"]).primary_alias.slug == "urgency"
+
+
+def test_naming_needs_a_valid_slug_and_a_user(as_user, anon):
+    assert_error(compile_(anon, slug="urgency"), 401)
+    assert "reserved" in assert_error(compile_(as_user, slug="admin"), 422)["message"]
+    assert_error(compile_(as_user, slug="Not Valid"), 422)
+    assert not CompileJob.objects.exists()
+
+
+def test_naming_someone_elses_program_is_a_conflict(as_user, as_other):
+    first = compile_(as_user).json()
+    body = assert_error(compile_(as_other, slug="mine-now"), 409, "conflict")
+    assert body["details"] == {"program_id": first["program_id"]}

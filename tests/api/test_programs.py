@@ -1,6 +1,7 @@
 """GET /programs, GET/PATCH /programs/{id_or_slug}, resolve, versions, alias,
 vote and cases: contract and who may do what."""
 
+import hashlib
 from urllib.parse import quote
 
 import pytest
@@ -292,3 +293,74 @@ def test_case_access_and_validation(anon, as_other, program, private):
     compiling = ProgramFactory(status="compiling")
     assert_error(add(as_other, compiling), 409, "conflict")
     assert not Case.objects.exists()
+
+
+# --- downloads ------------------------------------------------------------------------
+
+BUNDLE = b"PK\x03\x04 a .paw bundle " * 100
+ADAPTER = b"GGUF adapter bytes " * 100
+
+
+@pytest.fixture
+def with_files(settings, tmp_path, program):
+    settings.MEDIA_ROOT = tmp_path
+    settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = ""
+    folder = tmp_path / "programs" / program.id
+    folder.mkdir(parents=True)
+    for kind, data, name in (("bundle", BUNDLE, "program.paw"), ("adapter", ADAPTER, "a.gguf")):
+        (folder / name).write_bytes(data)
+        setattr(program, f"{kind}_path", f"programs/{program.id}/{name}")
+        setattr(program, f"{kind}_size", len(data))
+        setattr(program, f"{kind}_sha256", hashlib.sha256(data).hexdigest())
+    program.save()
+    return program
+
+
+def download(client, program, **params):
+    return client.get(f"{API}/programs/{program.id}/download", params)
+
+
+def test_download_the_bundle_and_the_adapter(anon, with_files):
+    program = with_files
+    response = download(anon, program)
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == BUNDLE
+    assert response["Content-Type"] == "application/zip"
+    assert response["ETag"] == f'"{program.bundle_sha256}"'
+    adapter = download(anon, program, file="adapter")
+    assert b"".join(adapter.streaming_content) == ADAPTER
+    assert Program.objects.get(pk=program.pk).download_count == 2
+    # The detail links to both, with their sizes and hashes.
+    body = anon.get(f"{API}/programs/{program.id}").json()
+    assert body["bundle"]["sha256"] == program.bundle_sha256
+    assert body["adapter"]["url"].endswith(f"/programs/{program.id}/download?file=adapter")
+
+
+def test_download_conditional_and_ranges(anon, with_files):
+    program = with_files
+    etag = f'"{program.bundle_sha256}"'
+    not_modified = anon.get(
+        f"{API}/programs/{program.id}/download", headers={"If-None-Match": etag}
+    )
+    assert not_modified.status_code == 304
+    part = anon.get(f"{API}/programs/{program.id}/download", headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and b"".join(part.streaming_content) == BUNDLE[:10]
+    outside = anon.get(f"{API}/programs/{program.id}/download", headers={"Range": "bytes=99999-"})
+    assert_error(outside, 416, "range_not_satisfiable")
+    assert outside["Content-Range"] == f"bytes */{len(BUNDLE)}"
+
+
+def test_download_while_compiling_says_when_to_retry(anon, no_enqueue):
+    program = ProgramFactory(status="compiling")
+    response = download(anon, program)
+    assert response.status_code == 202 and response["Retry-After"] == "30"
+    assert response.json()["status"] == "compiling"
+
+
+def test_download_refusals(anon, as_other, as_user, private, program, settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path
+    assert_error(download(anon, private), 404)
+    assert_error(download(as_other, private), 404)
+    assert_error(download(as_user, private), 404, "not_found")  # visible, but no file on disk
+    assert_error(download(anon, ProgramFactory(status="failed")), 409, "conflict")
+    assert_error(download(anon, program, file="weights.bin"), 422)
