@@ -85,7 +85,7 @@ class ProgramQuerySet(models.QuerySet):
 
     def listed(self):
         """What the public gallery shows: public, ready, not hidden."""
-        return self.filter(is_public=True, is_hidden=False, status=Program.Status.READY)
+        return self.filter(LISTED)
 
     def visible_to(self, user):
         """Programs `user` may open. Private ones only to their owner; hidden
@@ -182,6 +182,10 @@ class ProgramQuerySet(models.QuerySet):
         return self.update(search_vector=vector)
 
 
+# What the public gallery lists (ProgramQuerySet.listed() and the partial indexes).
+LISTED = Q(status="ready", is_public=True, is_hidden=False)
+
+
 class ProgramManager(models.Manager.from_queryset(ProgramQuerySet)):
     def get_queryset(self):
         # The search document is only ever read inside the database.
@@ -241,16 +245,20 @@ class Program(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        # The gallery's three orders, over listed programs only, carrying the
+        # id so deep pages are index-only scans (see HubPaginator).
         indexes = [
-            models.Index(fields=["status", "is_public", "is_hidden", "-created_at"]),
             models.Index(
-                fields=["status", "is_public", "is_hidden", "-score", "-created_at"],
-                name="program_listed_votes_idx",
-            ),
-            models.Index(
-                fields=["status", "is_public", "is_hidden", "-download_count", "-created_at"],
-                name="program_listed_downloads_idx",
-            ),
+                fields=[field, "-created_at"] if field != "-created_at" else [field],
+                include=["id"],
+                condition=LISTED,
+                name=f"program_listed_{name}_idx",
+            )
+            for name, field in [
+                ("votes", "-score"),
+                ("recent", "-created_at"),
+                ("downloads", "-download_count"),
+            ]
         ]
 
     def __str__(self):
