@@ -176,6 +176,9 @@ MEDIA_URL = "media/"
 # with X-Accel-Redirect: <prefix><path under MEDIA_ROOT>; nginx then sends the
 # file and answers Range itself from an `internal` location aliased to MEDIA_ROOT.
 DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = env("DOWNLOADS_X_ACCEL_REDIRECT_PREFIX", default="")
+# Seconds the gallery keeps a rendered page of results (shared by everyone);
+# saving or moderating a program makes them stale at once. 0 turns it off.
+HUB_CACHE_SECONDS = env.int("HUB_CACHE_SECONDS", default=30)
 
 # --- security -------------------------------------------------------------------
 # HTTPS-only settings follow SECURE_SSL_REDIRECT, which production turns on

@@ -15,6 +15,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from .gallery import gallery_changed
 from .models import Alias, Case, ModerationAction, Program, Report, Vote, validate_slug
 
 ALIAS_RETRIES = 3
@@ -218,6 +219,7 @@ def user_ban(*, user, actor, reason) -> int:
             reason=f"{reason} ({hidden} program{'s' if hidden != 1 else ''} hidden)",
             target_user=user,
         )
+    gallery_changed()  # the programs were hidden in bulk, without signals
     return hidden
 
 

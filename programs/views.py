@@ -1,5 +1,6 @@
 from functools import wraps
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
@@ -7,58 +8,25 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.cache import cache
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from . import downloads, services
+from . import downloads, gallery, services
 from .forms import AliasForm, CaseForm, HubFilterForm, PublishForm, ReportForm
-from .models import ARTIFACT_TYPES, Alias, Case, ModerationAction, Program, Report, Tag, Vote
+from .models import ARTIFACT_TYPES, Alias, Case, ModerationAction, Program, Report, Vote
 
 User = get_user_model()
 
 PER_PAGE = 20
-POPULAR_TAGS = 24
-POPULAR_TAGS_CACHE_SECONDS = 300
-POPULAR_TAGS_KEY = "hub:popular-tags"
 
 
 # --- gallery ----------------------------------------------------------------------
-
-
-class HubPaginator(Paginator):
-    """Pages by primary key first, then loads only that page's rows.
-
-    A deep page (OFFSET 80000) then walks an index that carries the id (an
-    index-only scan on PostgreSQL) instead of fetching 80000 full rows."""
-
-    def page(self, number):
-        number = self.validate_number(number)
-        bottom = (number - 1) * self.per_page
-        ids = list(self.object_list.values_list("pk", flat=True)[bottom : bottom + self.per_page])
-        rows = {program.pk: program for program in self.object_list.filter(pk__in=ids)}
-        return self._get_page([rows[pk] for pk in ids if pk in rows], number, self)
-
-
-def popular_tags():
-    """The tags most used by listed programs, for the filter. Cached: counting
-    them means reading every listed program's tags."""
-    tags = cache.get(POPULAR_TAGS_KEY)
-    if tags is None:
-        listed = Q(programs__in=Program.objects.listed())
-        tags = list(
-            Tag.objects.annotate(uses=Count("programs", filter=listed))
-            .filter(uses__gt=0)
-            .order_by("-uses", "name")
-            .values_list("name", flat=True)[:POPULAR_TAGS]
-        )
-        cache.set(POPULAR_TAGS_KEY, tags, POPULAR_TAGS_CACHE_SECONDS)
-    return tags
 
 
 @require_GET
@@ -66,15 +34,26 @@ def popular_tags():
 def hub(request):
     form = HubFilterForm(request.GET)
     programs = form.filtered(Program.objects.listed()).for_cards()
-    page = HubPaginator(programs, PER_PAGE).get_page(request.GET.get("page"))
-    context = {"form": form, "page": page, "filters": form.cleaned_data}
+    context = {"form": form, "filters": form.cleaned_data}
+    key = gallery.results_key(form.cleaned_data, request.GET.get("page"))
+    results = cache.get(key) if settings.HUB_CACHE_SECONDS else None
+    if results is None:
+        page = gallery.HubPaginator(programs, PER_PAGE).get_page(request.GET.get("page"))
+        context["page"] = page
+        # Without the request: the fragment is the same for everyone and needs
+        # no context processors (the page around it runs them once).
+        results = render_to_string("programs/hub.html#results", context | {"params": request.GET})
+        if settings.HUB_CACHE_SECONDS:
+            cache.set(key, results, settings.HUB_CACHE_SECONDS)
     if request.htmx and not request.htmx.history_restore_request:
-        return TemplateResponse(request, "programs/hub.html#results", context)
-    tags = popular_tags()
+        return HttpResponse(results)
+    tags = gallery.popular_tags()
     tag = form.cleaned_data.get("tag")
     if tag and tag not in tags:
         tags = [tag, *tags]
-    return TemplateResponse(request, "programs/hub.html", context | {"tags": tags})
+    return TemplateResponse(
+        request, "programs/hub.html", context | {"tags": tags, "results": results}
+    )
 
 
 # --- program page ---------------------------------------------------------------------

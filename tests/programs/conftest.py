@@ -9,6 +9,12 @@ def fast_password_hashing(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(autouse=True)
+def uncached_gallery(settings):
+    # Tests read the gallery's context; test_hub tests the cache itself.
+    settings.HUB_CACHE_SECONDS = 0
+
+
 @pytest.fixture
 def program(db, user):
     """A ready public program owned by `user`."""

@@ -5,8 +5,8 @@ from django.core.cache import cache
 from django.urls import reverse
 
 from programs import services
+from programs.gallery import POPULAR_TAGS_KEY
 from programs.models import Program
-from programs.views import POPULAR_TAGS_KEY
 from tests.factories import ProgramFactory
 
 pytestmark = pytest.mark.django_db
@@ -142,3 +142,23 @@ def test_queries_do_not_grow_with_the_page(client, user, django_assert_max_num_q
     with django_assert_max_num_queries(len(few.captured_queries)):
         response = client.get(HUB, params)
     assert len(response.context["page"].object_list) == 20
+
+
+def test_results_are_cached_until_a_program_changes(client, settings, django_assert_num_queries):
+    settings.HUB_CACHE_SECONDS = 30
+    program = ProgramFactory(name="Urgency")
+    client.get(HUB, {"q": "urgency"})
+    with django_assert_num_queries(0):
+        cached = client.get(HUB, {"q": "urgency"}, headers={"HX-Request": "true"})
+    assert "Urgency" in cached.content.decode()
+    program.is_hidden = True
+    program.save()
+    assert "Urgency" not in client.get(HUB, {"q": "urgency"}).content.decode()
+
+
+def test_a_ban_empties_the_cached_gallery(client, settings, staff):
+    settings.HUB_CACHE_SECONDS = 30
+    program = ProgramFactory(name="Spam machine")
+    assert "Spam machine" in client.get(HUB).content.decode()
+    services.user_ban(user=program.owner, actor=staff, reason="spam")
+    assert "Spam machine" not in client.get(HUB).content.decode()
