@@ -4,6 +4,8 @@ from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from paw_site.names import RESERVED_NAMES
+
 
 class AccountAdapter(DefaultAccountAdapter):
     def is_open_for_signup(self, request):
@@ -22,7 +24,7 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         user = super().populate_user(request, sociallogin, data)
         users = get_user_model().objects
         login = user_username(user) or "user"
-        if users.filter(username__iexact=login).exists():
+        if login.lower() in RESERVED_NAMES or users.filter(username__iexact=login).exists():
             user_username(user, get_adapter(request).generate_unique_username([login, "user"]))
         email = user_email(user)
         if email and users.filter(email__iexact=email).exists():

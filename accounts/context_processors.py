@@ -1,6 +1,7 @@
-from allauth.socialaccount.adapter import get_adapter
+from django.conf import settings
 
 
 def sign_in_options(request):
-    """Whether "Sign in with GitHub" can be offered (a GitHub app is configured)."""
-    return {"github_enabled": bool(get_adapter(request).list_apps(request, provider="github"))}
+    """Whether "Sign in with GitHub" can be offered. The app is configured in
+    settings only (never as a database SocialApp), so no query per page."""
+    return {"github_enabled": bool(settings.SOCIALACCOUNT_PROVIDERS.get("github", {}).get("APP"))}

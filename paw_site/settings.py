@@ -9,6 +9,8 @@ from pathlib import Path
 
 import environ
 
+from paw_site.names import RESERVED_NAMES
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -128,6 +130,7 @@ ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
 ACCOUNT_SESSION_REMEMBER = True
 ACCOUNT_USERNAME_MIN_LENGTH = 2
+ACCOUNT_USERNAME_BLACKLIST = sorted(RESERVED_NAMES)
 # A GitHub account never takes over a local account through a matching email:
 # no email-based auto-connect, and social sign-up skips the extra form.
 SOCIALACCOUNT_EMAIL_AUTHENTICATION = False

@@ -12,6 +12,8 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 
+from paw_site.names import RESERVED_NAMES
+
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
 SEARCH_CONFIG = "english"
@@ -20,14 +22,7 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 SLUG_MIN_LENGTH, SLUG_MAX_LENGTH = 2, 50
 # Names that are, or may become, the site's own top-level pages: a bare official
 # name or a `user/slug` path must never shadow them.
-RESERVED_SLUGS = frozenset(
-    """
-    about accounts admin api app auth compile dashboard docs download downloads
-    explore favicon feed help hub login logout me media moderation new official
-    p paw programs r register resolve root search settings signin signout signup
-    static staff support system u user users versions www
-    """.split()
-)
+RESERVED_SLUGS = RESERVED_NAMES
 # `user/slug`, `slug`, either with `@vN`; the slash may arrive as %2F.
 NAME_PATTERN = re.compile(
     r"^(?:(?P<namespace>[\w.@+-]+)/)?(?P<slug>[a-z0-9-]+)(?:@v(?P<version>[1-9][0-9]*))?$"

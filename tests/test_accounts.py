@@ -104,3 +104,18 @@ def test_settings_refuses_an_email_another_account_uses(client, user, other_user
     )
     assert response.status_code == 200
     assert "already uses this email" in response.content.decode()
+
+
+def test_reserved_names_cannot_be_usernames(client):
+    response = client.post(
+        reverse("account_signup"),
+        {"username": "compile", "email": "", "password1": PASSWORD, "password2": PASSWORD},
+    )
+    assert response.status_code == 200
+    assert "username" in response.context["form"].errors
+    assert not User.objects.filter(username="compile").exists()
+
+
+def test_sign_in_options_cost_no_query(client, django_assert_num_queries):
+    with django_assert_num_queries(0):
+        client.get(reverse("home"))

@@ -4,12 +4,6 @@ from tests.factories import ProgramFactory
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # ProgramFactory makes an owner per program; PBKDF2 for each one is most of a test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def uncached_gallery(settings):
     # Tests read the gallery's context; test_hub tests the cache itself.
     settings.HUB_CACHE_SECONDS = 0
