@@ -41,7 +41,13 @@ def _owner_alive(job):
     """Whether the attempt recorded on `job` may still be running."""
     host, _, pid = job.worker.rpartition(":")
     if host == HOST and pid.isdigit():
-        return psutil.pid_exists(int(pid)) and int(pid) != os.getpid()
+        if int(pid) == os.getpid():
+            return False
+        try:
+            # A killed process stays a zombie until its parent reaps it.
+            return psutil.Process(int(pid)).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
     return True  # another host: trust its heartbeat
 
 
