@@ -1,5 +1,6 @@
 from ninja import NinjaAPI, Swagger
 
+from .auth import ANYONE
 from .errors import install_handlers
 from .routers import compile, meta, programs
 
@@ -28,6 +29,9 @@ api = NinjaAPI(
     # without the online validator badge that would call swagger.io.
     docs=Swagger(settings={"validatorUrl": None}),
     urls_namespace="api-1",
+    # The default for operations that name none; it also makes the docs page
+    # send the CSRF token, so "Try it out" works with the session too.
+    auth=ANYONE,
 )
 install_handlers(api)
 api.add_router("", compile.router)

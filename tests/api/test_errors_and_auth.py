@@ -130,3 +130,10 @@ def test_openapi_document(anon):
     # Anonymous calls are allowed on compile: an empty requirement is listed.
     assert {} in doc["paths"]["/api/v1/compile"]["post"]["security"]
     assert {} not in doc["paths"]["/api/v1/auth/me"]["get"]["security"]
+
+
+def test_docs_page_carries_the_csrf_token_for_session_calls(user, client):
+    client.force_login(user)
+    html = client.get(f"{API}/docs").content.decode()
+    assert 'data-api-csrf="true"' in html
+    assert re.search(r'data-csrf-token="[A-Za-z0-9]{32,}"', html)
