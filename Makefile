@@ -34,6 +34,7 @@ migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
+	$(BIN)/python manage.py seed_examples
 	@echo ""
 	@echo "  PAW Hub is starting on  http://$(HOST):$(PORT)/   (Ctrl-C stops web and workers)"
 	@echo "  Create an admin with:   $(BIN)/python manage.py createsuperuser"

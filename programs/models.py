@@ -82,6 +82,12 @@ class ProgramQuerySet(models.QuerySet):
         """What the public gallery shows: public, ready, not hidden."""
         return self.filter(LISTED)
 
+    def official_compiling(self):
+        """Official example programs still compiling (a fresh install's gallery shows them)."""
+        return self.filter(
+            owner__isnull=True, is_public=True, is_hidden=False, status=Program.Status.COMPILING
+        )
+
     def visible_to(self, user):
         """Programs `user` may open. Private ones only to their owner; hidden
         ones only to their owner (who sees why) and staff."""

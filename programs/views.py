@@ -48,6 +48,9 @@ def hub(request):
     if request.htmx and not request.htmx.history_restore_request:
         return HttpResponse(results)
     tags = gallery.popular_tags()
+    filters = form.cleaned_data
+    if not filters.get("q") and not filters.get("tag") and not request.GET.get("page"):
+        context["compiling"] = list(Program.objects.official_compiling()[:PER_PAGE])
     tag = form.cleaned_data.get("tag")
     if tag and tag not in tags:
         tags = [tag, *tags]
