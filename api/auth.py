@@ -13,6 +13,7 @@ from ninja.utils import check_csrf
 
 from accounts.models import ApiKey
 
+from . import ratelimit
 from .errors import ApiError
 
 
@@ -24,6 +25,7 @@ class ApiKeyAuth(APIKeyHeader):
             return None
         api_key = ApiKey.authenticate(key)
         if api_key is None:
+            ratelimit.limit(request, "bad_key")  # 429 once an address keeps guessing
             raise ApiError(401, "The API key is invalid or revoked.", error="invalid_api_key")
         request.user = api_key.user
         request.api_key = api_key

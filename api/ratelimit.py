@@ -36,6 +36,8 @@ RULES = {
     "write": Rule(anonymous=30, user=60, ip=240, period=60),
     "read": Rule(anonymous=120, user=600, ip=1200, period=60),
     "download": Rule(anonymous=120, user=600, ip=1200, period=3600),
+    # Requests with a wrong API key, per IP: they fail before any other limit.
+    "bad_key": Rule(anonymous=30, user=30, ip=30, period=600),
 }
 # Compile jobs queued or running at once: anonymous per IP, signed-in per user.
 CONCURRENT_COMPILES = {"anonymous": 1, "user": 2}

@@ -144,3 +144,15 @@ def test_ipv6_addresses_share_their_64():
     assert ratelimit.ip_bucket("2001:db8:1:3::1") != ratelimit.ip_bucket("2001:db8:1:2::1")
     assert ratelimit.ip_bucket("::ffff:192.0.2.1") == "192.0.2.1"
     assert ratelimit.ip_bucket("") == ""
+
+
+def test_guessing_keys_is_limited_per_ip():
+    client = Client()
+    codes = [
+        client.get(f"{API}/models/compilers", headers={"X-API-Key": f"paw_guess{n}"}).status_code
+        for n in range(31)
+    ]
+    assert codes == [401] * 30 + [429]
+    # Other addresses are not affected.
+    other = Client(REMOTE_ADDR="192.0.2.77")
+    assert other.get(f"{API}/models/compilers", headers={"X-API-Key": "paw_x"}).status_code == 401
