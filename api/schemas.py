@@ -24,6 +24,25 @@ def _valid_slug(slug):
     return slug
 
 
+def _no_null_characters(value):
+    if isinstance(value, str) and "\x00" in value:
+        raise PydanticCustomError("null_character", "Null characters are not allowed.")
+    if isinstance(value, list):
+        for item in value:
+            _no_null_characters(item)
+    return value
+
+
+class Input(Schema):
+    """What every request schema is: its text never holds NUL characters, which
+    PostgreSQL cannot store (Django's form fields refuse them the same way)."""
+
+    @field_validator("*")
+    @classmethod
+    def no_null_characters(cls, value):
+        return _no_null_characters(value)
+
+
 class ErrorOut(Schema):
     error: str = Field(description="A stable code, e.g. not_found, rate_limited.")
     message: str = Field(description="What went wrong, in a sentence for people.")
@@ -36,7 +55,7 @@ def errors(*statuses):
     return dict.fromkeys(statuses, ErrorOut)
 
 
-class CompileIn(Schema):
+class CompileIn(Input):
     spec: str = Field(
         description="The task: a description and at least two examples, as 'Input: …' / "
         "'Output: …' pairs or 'input -> output' lines.",
@@ -164,7 +183,7 @@ class ProgramListOut(Schema):
     per_page: int
 
 
-class ProgramPatchIn(Schema):
+class ProgramPatchIn(Input):
     name: ProgramName | None = None
     tags: list[TagName] | None = Field(None, max_length=MAX_TAGS)
     public: bool | None = None
@@ -181,7 +200,7 @@ class VersionsOut(Schema):
     versions: list[VersionOut]
 
 
-class AliasIn(Schema):
+class AliasIn(Input):
     slug: str = Field(
         description="The name under your namespace, e.g. `urgency` for `you/urgency`.",
         json_schema_extra={"minLength": SLUG_MIN_LENGTH, "maxLength": SLUG_MAX_LENGTH},
@@ -200,7 +219,7 @@ class AliasOut(Schema):
     created: bool = Field(description="False when the name already pointed at this program.")
 
 
-class VoteIn(Schema):
+class VoteIn(Input):
     vote: Literal[1, -1]
 
 
@@ -209,7 +228,7 @@ class VoteOut(Schema):
     vote: Literal[1, 0, -1] = Field(description="Your vote now; 0 after voting the same again.")
 
 
-class CaseIn(Schema):
+class CaseIn(Input):
     input: Annotated[str, StringConstraints(min_length=1, max_length=2000)]
     expected: Annotated[str, StringConstraints(min_length=1, max_length=1000)]
     type: Literal["success", "limitation", "edge_case"] = "success"

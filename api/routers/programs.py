@@ -10,7 +10,7 @@ from typing import Literal
 from django.db import transaction
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema, Status
+from ninja import Query, Router, Status
 from pydantic import Field
 
 from compiler.services import tags_named
@@ -26,6 +26,7 @@ from ..schemas import (
     CaseIn,
     CaseListOut,
     CaseOut,
+    Input,
     NotReadyOut,
     ProgramListOut,
     ProgramOut,
@@ -112,7 +113,7 @@ def program_out(request, program, alias=None):
     }
 
 
-class ProgramFilters(Schema):
+class ProgramFilters(Input):
     q: str = Field("", max_length=200, description="Words in the name, slug, tags or spec.")
     sort: Literal["votes", "recent", "downloads"] | None = Field(
         None, description="Default: relevance when searching, else votes."
@@ -248,7 +249,7 @@ def case_out(case):
     }
 
 
-class CaseFilters(Schema):
+class CaseFilters(Input):
     type: Literal["success", "limitation", "edge_case"] | None = None
     page: int = Field(1, ge=1, le=10_000)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)

@@ -137,3 +137,21 @@ def test_docs_page_carries_the_csrf_token_for_session_calls(user, client):
     html = client.get(f"{API}/docs").content.decode()
     assert 'data-api-csrf="true"' in html
     assert re.search(r'data-csrf-token="[A-Za-z0-9]{32,}"', html)
+
+
+@pytest.mark.parametrize(
+    "method, path, data",
+    [
+        ("get", f"{API}/programs", {"q": "a\x00b"}),
+        ("get", f"{API}/programs", {"tag": "\x00"}),
+        ("post", f"{API}/compile", {"spec": SPEC + "\x00"}),
+        ("post", f"{API}/compile", {"spec": SPEC, "name": "\x00"}),
+    ],
+)
+def test_null_characters_are_422_not_a_database_error(anon, method, path, data):
+    if method == "get":
+        response = anon.get(path, data)
+    else:
+        response = anon.post(path, data, content_type="application/json")
+    body = assert_error(response, 422, "validation_error")
+    assert "Null characters" in body["message"]
