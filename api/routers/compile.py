@@ -34,13 +34,14 @@ def job_out(job):
     "/compile",
     auth=ANYONE,
     openapi_extra=ANYONE_OPENAPI,
-    response={200: CompileOut, 202: CompileOut} | errors(400, 401, 403, 409, 422, 429),
+    response={202: CompileOut} | errors(400, 401, 403, 409, 422, 429),
     summary="Compile a spec into a program",
 )
 def compile_submit(request, payload: CompileIn):
-    """Starts a compile and answers 202 with the job to poll. A spec compiled
-    before with the same compiler answers 200 with the ready program (no job
-    runs); one being compiled right now answers 202 with that running job."""
+    """Starts a compile; poll the job. A spec compiled before with the same
+    compiler is a cache hit (`cache_hit`, status `ready`, nothing runs); one
+    being compiled right now gives that running job (`joined`). Always 202, as
+    the PAW SDK expects."""
     try:
         registry.resolve(payload.compiler)
     except registry.UnknownCompiler as exc:
@@ -74,7 +75,7 @@ def compile_submit(request, payload: CompileIn):
         "cache_hit": submission.cache_hit,
         "joined": submission.joined,
     }
-    return Status(200 if submission.cache_hit else 202, body)
+    return Status(202, body)
 
 
 def _name(request, program, slug):

@@ -68,7 +68,7 @@ def test_compiled_spec_is_a_cache_hit_with_the_ready_program(as_user, as_other):
     CompileJob.objects.filter(pk=first["job_id"]).update(status="ready", percent=100)
     Program.objects.filter(pk=first["program_id"]).update(status="ready", pseudo_program="PP")
     response = compile_(as_other)
-    assert response.status_code == 200
+    assert response.status_code == 202
     body = response.json()
     assert body["cache_hit"] is True and body["status"] == "ready"
     assert body["program_id"] == first["program_id"] and body["job_id"] == first["job_id"]
