@@ -42,6 +42,7 @@ RULES = {
 # Compile jobs queued or running at once: anonymous per IP, signed-in per user.
 CONCURRENT_COMPILES = {"anonymous": 1, "user": 2}
 CONCURRENCY_RETRY_AFTER = 30
+SLOT_WAIT_SECONDS = 5  # how long a compile request waits for the caller's other one
 clock = time.time  # the windows' clock (tests hold it still)
 
 
@@ -149,7 +150,7 @@ def compile_slot(request, ip: str):
         allowed = CONCURRENT_COMPILES["anonymous"]
         active = CompileJob.objects.active().filter(owner=None, client_ip=ip or None)
     lock = f"compile-slot:{caller_key(request)}"
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + SLOT_WAIT_SECONDS
     while not cache.add(lock, 1, timeout=30):
         if time.monotonic() > deadline:
             raise ApiError(

@@ -59,7 +59,8 @@ class CompileJob(models.Model):
     # Seconds spent per stage of the last attempt, e.g. {"training": 41.2}.
     stage_seconds = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=200, blank=True)  # "host:pid" of the running attempt
-    # Who asked, for per-IP limits on anonymous compiles (the API's concurrency cap).
+    # Who asked, for the API's cap on concurrent anonymous compiles per address
+    # (as rate limits key it: the IPv4 address, or the /64 of an IPv6 one).
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

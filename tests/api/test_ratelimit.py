@@ -1,6 +1,7 @@
 """Rate limits: per user/key and per client IP, the real IP behind trusted proxies."""
 
 import pytest
+from django.core.cache import cache
 from django.test import Client, RequestFactory
 
 from api import ratelimit
@@ -156,3 +157,16 @@ def test_guessing_keys_is_limited_per_ip():
     # Other addresses are not affected.
     other = Client(REMOTE_ADDR="192.0.2.77")
     assert other.get(f"{API}/models/compilers", headers={"X-API-Key": "paw_x"}).status_code == 401
+
+
+def test_compile_requests_of_one_caller_take_turns(monkeypatch, user):
+    """While one compile request of a caller holds its slot, the next waits,
+    then gives up with a 429 rather than racing it for the last free slot."""
+    monkeypatch.setattr(ratelimit, "SLOT_WAIT_SECONDS", 0.2)
+    cache.add(f"compile-slot:user:{user.pk}", 1, timeout=30)  # a request in flight
+    response = compile_(key_client(user), 1)
+    assert_error(response, 429, "rate_limited")
+    assert response["Retry-After"] == "1"
+    assert not CompileJob.objects.exists()
+    cache.delete(f"compile-slot:user:{user.pk}")
+    assert compile_(key_client(user), 1).status_code == 202
