@@ -362,14 +362,22 @@ def program_detail(request, ref: str):
 @router.patch(
     "/programs/{path:ref}",
     auth=SIGNED_IN,
-    response={200: ProgramOut} | WRITE_ERRORS,
-    summary="Rename, retag, or make public or private (the author only)",
+    response={200: ProgramOut} | WRITE_ERRORS | errors(409),
+    summary="Rename, retag, or publish a private program (the author only)",
 )
 def program_update(request, ref: str, payload: ProgramPatchIn):
     ratelimit.limit(request, "write")
     program, alias = find_program(request, ref, _detail_queryset())
     if program.owner_id != request.user.pk:
         raise ApiError(403, "Only the program's author can change it.")
+    if payload.public is False and program.is_public:
+        # A public program's id is the shared compile cache for its spec: hidden
+        # from others, it would be the answer to their compiles all the same.
+        raise ApiError(
+            409,
+            "A public program stays public: it is what everyone compiling this spec gets. "
+            "Compile the spec again with public: false for a private program.",
+        )
     with transaction.atomic():
         fields = ["updated_at"]
         if payload.name is not None:

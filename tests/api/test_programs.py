@@ -129,22 +129,31 @@ def test_detail_by_name(anon, user, program):
     assert_error(anon.get(f"{API}/programs/{'0' * 20}"), 404)
 
 
-def test_owner_patches(as_user, program):
+def test_owner_patches(as_user, program, private):
     response = as_user.patch(
         f"{API}/programs/{program.id}",
-        {"name": "Renamed", "tags": ["ops"], "public": False},
+        {"name": "Renamed", "tags": ["ops"]},
         content_type="application/json",
     )
     assert response.status_code == 200
     body = response.json()
-    assert body["name"] == "Renamed" and body["tags"] == ["ops"] and body["public"] is False
+    assert body["name"] == "Renamed" and body["tags"] == ["ops"] and body["public"] is True
     program.refresh_from_db()
-    assert program.name == "Renamed" and not program.is_public
-    # Fields left out stay as they are.
+    assert program.name == "Renamed"
+    # Fields left out stay as they are; a private program can be published.
     response = as_user.patch(
-        f"{API}/programs/{program.id}", {"public": True}, content_type="application/json"
+        f"{API}/programs/{private.id}", {"public": True}, content_type="application/json"
     )
-    assert response.json()["name"] == "Renamed" and response.json()["tags"] == ["ops"]
+    assert response.json()["name"] == "Secret" and response.json()["public"] is True
+
+
+def test_public_programs_stay_public(as_user, program):
+    # Its id is the shared cache entry for the spec: others' compiles land on it.
+    response = as_user.patch(
+        f"{API}/programs/{program.id}", {"public": False}, content_type="application/json"
+    )
+    assert_error(response, 409, "conflict")
+    assert Program.objects.get(pk=program.pk).is_public
 
 
 def test_patch_access(anon, as_other, as_staff, program, private):
