@@ -11,7 +11,7 @@ from programs.models import MAX_TAGS, Program, Tag, program_id_for
 
 from . import registry
 from .models import CompileJob
-from .spec import normalize_spec, validate_spec
+from .spec import SpecError, normalize_spec, validate_spec
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +56,11 @@ def compile_submit(
         )
         if created:
             program.tags.set(tags_named(tags))
+        elif program.is_hidden and not _may_see_hidden(owner, program):
+            raise SpecError(
+                "A program compiled from this exact spec was removed by moderators. "
+                "Change the spec to compile a new program."
+            )
         elif program.is_ready:
             return Submission(program=program, job=None, cache_hit=True)
         else:
@@ -68,6 +73,10 @@ def compile_submit(
         job = CompileJob.objects.create(program=program, owner=owner, client_ip=client_ip)
         transaction.on_commit(lambda: enqueue(job))
     return Submission(program=program, job=job)
+
+
+def _may_see_hidden(user, program):
+    return user is not None and (user == program.owner or user.is_staff)
 
 
 def enqueue(job):

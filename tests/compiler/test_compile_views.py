@@ -204,3 +204,13 @@ def test_my_jobs_lists_only_mine(client, user, no_enqueue):
     client.force_login(user)
     page = client.get(reverse("my_jobs")).content.decode()
     assert "Mine" in page and "Theirs" not in page
+
+
+def test_a_hidden_program_is_no_cache_hit_for_others(user, other_user, no_enqueue):
+    from compiler.spec import SpecError
+
+    first = services.compile_submit(spec=SPEC, owner=user)
+    Program.objects.filter(pk=first.program.pk).update(status="ready", is_hidden=True)
+    with pytest.raises(SpecError, match="removed by moderators"):
+        services.compile_submit(spec=SPEC, owner=other_user)
+    assert services.compile_submit(spec=SPEC, owner=user).cache_hit  # the owner sees why
