@@ -5,6 +5,7 @@ from ninja import Router, Status
 
 from compiler import registry, services
 from compiler.models import CompileJob
+from compiler.spec import SpecError
 from programs import services as program_services
 from programs.models import Program
 
@@ -51,15 +52,18 @@ def compile_submit(request, payload: CompileIn):
     ratelimit.limit(request, "compile")
     ip = ratelimit.ip_bucket(ratelimit.client_ip(request))
     with ratelimit.compile_slot(request, ip):
-        submission = services.compile_submit(
-            spec=payload.spec,
-            owner=request.user,
-            compiler=payload.compiler,
-            name=payload.name,
-            tags=payload.tags,
-            is_public=payload.public,
-            client_ip=ip or None,
-        )
+        try:
+            submission = services.compile_submit(
+                spec=payload.spec,
+                owner=request.user,
+                compiler=payload.compiler,
+                name=payload.name,
+                tags=payload.tags,
+                is_public=payload.public,
+                client_ip=ip or None,
+            )
+        except SpecError as exc:  # e.g. the spec's program was removed by moderators
+            raise ApiError(422, str(exc), error="invalid_spec") from exc
     program, job = submission.program, submission.job
     alias = _name(request, program, payload.slug) if payload.slug else program.primary_alias
     if job is None:

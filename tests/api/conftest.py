@@ -28,12 +28,6 @@ def fresh_limits(monkeypatch):
 
 
 @pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    # Factories make many users; PBKDF2 for each would be most of a test's time.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
-@pytest.fixture(autouse=True)
 def no_enqueue(monkeypatch):
     """Record what would be sent to the broker: API tests run no worker."""
     sent = []

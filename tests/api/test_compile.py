@@ -184,3 +184,11 @@ def test_naming_someone_elses_program_is_a_conflict(as_user, as_other):
     first = compile_(as_user).json()
     body = assert_error(compile_(as_other, slug="mine-now"), 409, "conflict")
     assert body["details"] == {"program_id": first["program_id"]}
+
+
+def test_a_spec_whose_program_moderators_hid_is_422_for_others(as_user, as_other):
+    first = compile_(as_user)
+    Program.objects.filter(pk=first.json()["program_id"]).update(status="ready", is_hidden=True)
+    response = compile_(as_other)
+    assert_error(response, 422, "invalid_spec")
+    assert "removed by moderators" in response.json()["message"]
