@@ -17,6 +17,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from programs.models import Program
+from programs.semantic import program_embed
 
 from . import registry, services
 from .models import STAGE_END, STAGE_START, CompileJob
@@ -137,6 +138,7 @@ def publish(job, program, result, workdir):
             bundle_sha256=result.bundle_sha256,
             ready_at=timezone.now(),
         )
+    program_embed(program_id=program.pk)  # for search by meaning, once per program
 
 
 @shared_task(

@@ -17,6 +17,9 @@ from paw_site.names import RESERVED_NAMES
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
 SEARCH_CONFIG = "english"
+# How search blends the text rank with the meaning score (ProgramQuerySet.search);
+# they add up to at most 1, so a word match always outranks a meaning-only match.
+TEXT_WEIGHT, MEANING_WEIGHT = 0.5, 0.5
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 SLUG_MIN_LENGTH, SLUG_MAX_LENGTH = 2, 50
@@ -39,6 +42,11 @@ def program_id_for(*, normalized_spec: str, fingerprint: str, private_owner_id=N
     if private_owner_id is not None:
         parts.append(f"private:{private_owner_id}")
     return hashlib.sha256("\x00".join(parts).encode()).hexdigest()[:PROGRAM_ID_LENGTH]
+
+
+def spec_task(spec):
+    """A spec's first paragraph: what the program does, without its examples."""
+    return spec.strip().split("\n\n", 1)[0]
 
 
 def validate_slug(slug):
@@ -99,13 +107,24 @@ class ProgramQuerySet(models.QuerySet):
         return self.filter(public)
 
     def search(self, text):
-        """Programs matching `text` in name, alias slugs, tags or spec.
+        """Programs matching `text` by its words or near it in meaning, annotated
+        with `rank` (higher is better):
 
-        PostgreSQL: full-text search over the stored, GIN-indexed
-        `search_vector`, every word a prefix (search as you type), annotated
-        with `rank`. Elsewhere: every word must appear somewhere (icontains),
-        and `rank` is 0.
+            rank = matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * meaning
+
+        `matched` is 1 for a program that has every word of `text` and 0 for
+        one found only by meaning, so word matches stay on top and the blend
+        orders each group. `text_rank` is PostgreSQL's full-text rank squashed
+        into [0, 1) by r / (1 + r) (0 on SQLite); `meaning` is the cosine
+        between the query and the spec for the programs semantic.nearest_programs
+        returns, 0 for the rest.
+
+        Words: on PostgreSQL the stored, GIN-indexed `search_vector`, every
+        word a prefix (search as you type); elsewhere every word must appear
+        somewhere (icontains).
         """
+        from .semantic import nearest_programs  # it imports these models
+
         words = re.findall(r"\w+", text.lower())[:12]
         if not words:
             return self.annotate(rank=Value(0.0))
@@ -113,18 +132,46 @@ class ProgramQuerySet(models.QuerySet):
             query = SearchQuery(
                 " & ".join(f"{word}:*" for word in words), search_type="raw", config=SEARCH_CONFIG
             )
-            return self.filter(search_vector=query).annotate(
-                rank=SearchRank(F("search_vector"), query)
-            )
-        matches = self
-        for word in words:
-            matches = matches.filter(
-                Q(name__icontains=word)
-                | Q(spec__icontains=word)
-                | Exists(Tag.objects.filter(programs=OuterRef("pk"), name__icontains=word))
-                | Exists(Alias.objects.filter(program=OuterRef("pk"), slug__icontains=word))
-            )
-        return matches.annotate(rank=Value(0.0))
+            has_words = Q(search_vector=query)
+            text_rank = SearchRank(F("search_vector"), query)
+            text_rank = text_rank / (text_rank + 1.0)
+        else:
+            has_words = Q()
+            for word in words:
+                has_words &= (
+                    Q(name__icontains=word)
+                    | Q(spec__icontains=word)
+                    | Exists(Tag.objects.filter(programs=OuterRef("pk"), name__icontains=word))
+                    | Exists(Alias.objects.filter(program=OuterRef("pk"), slug__icontains=word))
+                )
+            text_rank = Value(0.0)
+        nearest = nearest_programs(text)
+        if not nearest:
+            return self.filter(has_words).annotate(rank=1.0 + TEXT_WEIGHT * text_rank)
+        # The per-program CASEs run only behind one hashed IN test, so the
+        # many programs found by words alone pay for that test only.
+        near = Q(pk__in=list(nearest))
+        matched = models.Case(
+            models.When(near, then=models.Case(models.When(has_words, then=1.0), default=0.0)),
+            default=1.0,
+        )
+        meaning = models.Case(
+            models.When(
+                near,
+                then=models.Case(
+                    *[
+                        models.When(pk=pk, then=Value(round(cosine, 4)))
+                        for pk, cosine in nearest.items()
+                    ],
+                    default=0.0,
+                ),
+            ),
+            default=0.0,
+            output_field=models.FloatField(),
+        )
+        return self.filter(has_words | near).annotate(
+            rank=matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * meaning
+        )
 
     def tagged(self, tag):
         return self.filter(
@@ -279,8 +326,7 @@ class Program(models.Model):
     @property
     def blurb(self):
         """The spec's first paragraph: what the program does, without its examples."""
-        text = getattr(self, "summary", None) or self.spec  # for_cards() annotates `summary`
-        return text.strip().split("\n\n", 1)[0]
+        return spec_task(getattr(self, "summary", None) or self.spec)  # for_cards(): `summary`
 
     @property
     def primary_alias(self):
@@ -306,6 +352,20 @@ class Program(models.Model):
             filename=f"{self.download_stem()}-{self.id[:8]}{suffix}",
             content_type=content_type,
         )
+
+
+class ProgramEmbedding(models.Model):
+    """A program's spec as a unit vector (float32 bytes), made once when the
+    program becomes ready; see programs/semantic.py. Its own table, so the
+    gallery's program queries never carry the vectors."""
+
+    program = models.OneToOneField(Program, on_delete=models.CASCADE, related_name="embedding")
+    model = models.CharField(max_length=100, help_text="The embedder that made the vector.")
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return f"{self.model} vector of {self.program_id}"
 
 
 ARTIFACT_TYPES = {

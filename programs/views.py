@@ -33,11 +33,13 @@ PER_PAGE = 20
 @vary_on_headers("HX-Request")
 def hub(request):
     form = HubFilterForm(request.GET)
-    programs = form.filtered(Program.objects.listed()).for_cards()
+    form.is_valid()
     context = {"form": form, "filters": form.cleaned_data}
     key = gallery.results_key(form.cleaned_data, request.GET.get("page"))
     results = cache.get(key) if settings.HUB_CACHE_SECONDS else None
     if results is None:
+        # Built only on a miss: a search embeds its query as it builds the queryset.
+        programs = form.filtered(Program.objects.listed()).for_cards()
         page = gallery.HubPaginator(programs, PER_PAGE).get_page(request.GET.get("page"))
         context["page"] = page
         # Without the request: the fragment is the same for everyone and needs
