@@ -117,17 +117,19 @@ def write_bundle(
             )
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    with zipfile.ZipFile(partial, "w") as archive:
-        for name in MEMBERS:
-            # A fixed timestamp keeps the archive bytes a function of its contents.
-            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
-            # GGUF quantized data barely compresses; storing it saves CPU on both ends.
-            info.compress_type = zipfile.ZIP_STORED if name == ADAPTER else zipfile.ZIP_DEFLATED
-            archive.writestr(info, contents[name])
-    if partial.stat().st_size > MAX_BUNDLE_BYTES:
-        partial.unlink()
-        raise BundleError(f"the bundle would exceed {MAX_BUNDLE_BYTES} bytes")
-    partial.replace(path)
+    try:
+        with zipfile.ZipFile(partial, "w") as archive:
+            for name in MEMBERS:
+                # A fixed timestamp keeps the archive bytes a function of its contents.
+                info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+                # GGUF quantized data barely compresses; storing it saves CPU on both ends.
+                info.compress_type = zipfile.ZIP_STORED if name == ADAPTER else zipfile.ZIP_DEFLATED
+                archive.writestr(info, contents[name])
+        if partial.stat().st_size > MAX_BUNDLE_BYTES:
+            raise BundleError(f"the bundle would exceed {MAX_BUNDLE_BYTES} bytes")
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def read_bundle(path: Path | str) -> Bundle:

@@ -84,11 +84,16 @@ def write_lora_gguf(
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
-    for name in sorted(lora_tensors, key=_tensor_sort_key):
+    # Sorted by layer, then projection: the file's layout follows the model's.
+    order = {}
+    for name in lora_tensors:
         match = _TENSOR_NAME.fullmatch(name)
         if match is None:
             raise ValueError(f"not a LoRA tensor name: {name!r}")
-        proj, half = match.group(2), match.group(3)
+        order[name] = (int(match.group(1)), PROJECTIONS.index(match.group(2)), match.group(3))
+    for name in sorted(order, key=order.get):
+        _, proj_index, half = order[name]
+        proj = PROJECTIONS[proj_index]
         data = np.asarray(lora_tensors[name], dtype=np.float32)
         rank_axis = 0 if half == "a" else 1
         if data.ndim != 2 or data.shape[rank_axis] != rank:
@@ -96,17 +101,20 @@ def write_lora_gguf(
                 f"{name} has shape {data.shape}, expected rank {rank} on axis {rank_axis}"
             )
         if half == "b" and proj in ("attn_q", "attn_k"):
-            data = _permute_rows(data, n_head if proj == "attn_q" else n_kv_head)
+            data = permute_rope_rows(data, n_head if proj == "attn_q" else n_kv_head)
         tensor_type = qtype if data.shape[1] % block_size == 0 else gguf.GGMLQuantizationType.F16
         writer.add_tensor(name, gguf.quants.quantize(data, tensor_type), raw_dtype=tensor_type)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    partial.replace(path)
+    try:
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_tensors_to_file()
+        writer.close()
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
-def _permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
+def permute_rope_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
     # llama.cpp's convert_hf_to_gguf `LlamaModel.permute`: Hugging Face stores each
     # head's rotary halves as [first half | second half]; GGUF interleaves them.
     return (
@@ -114,13 +122,6 @@ def _permute_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
         .swapaxes(1, 2)
         .reshape(weights.shape)
     )
-
-
-def _tensor_sort_key(name: str) -> tuple:
-    match = _TENSOR_NAME.fullmatch(name)
-    if match is None:
-        return (math.inf, name)
-    return (int(match.group(1)), PROJECTIONS.index(match.group(2)), match.group(3))
 
 
 def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:

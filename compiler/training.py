@@ -47,6 +47,7 @@ GGUF_PROJECTION_NAMES = {
     "down_proj": "ffn_down",
 }
 _BUILD_MARKER = "paw-base.json"
+_FROZEN_PACK = 16  # examples per packed sequence when running the frozen layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,15 +78,15 @@ def ensure_base_hf_dir(target: Path | str) -> Path:
 
     Training in torch must start from the very weights llama.cpp runs, so the
     folder is made from the GGUF itself (dequantized to fp32), never fetched.
-    A marker file records the GGUF's sha256; a stale folder is rebuilt. The
-    folder is built beside the target and renamed into place, so concurrent
-    workers never see half a model.
+    A marker file, written last, records the GGUF's sha256; a folder without a
+    matching one is rebuilt. The folder is built beside the target and renamed
+    into place, so concurrent workers never see half a model.
     """
     target = Path(target)
     gguf_path = base_model_path()
     expected = {"gguf": gguf_path.name, "sha256": base_model_sha256()}
     marker = target / _BUILD_MARKER
-    if marker.is_file() and json.loads(marker.read_text()) == expected:
+    if _is_built(marker, expected):
         return target
 
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,19 +103,21 @@ def ensure_base_hf_dir(target: Path | str) -> Path:
         model.save_pretrained(build)
         tokenizer.save_pretrained(build)
         (build / _BUILD_MARKER).write_text(json.dumps(expected))
-        if target.exists():
-            shutil.rmtree(target)
-        build.rename(target)
-    except OSError:
-        # Another worker finished first (rename onto a non-empty folder fails);
-        # its folder is as good as ours if its marker matches.
+        if target.exists() and not _is_built(marker, expected):
+            shutil.rmtree(target)  # stale: made from another base GGUF
+        try:
+            build.rename(target)
+        except OSError:
+            # Another worker renamed its folder into place first; it is as good as ours.
+            if not _is_built(marker, expected):
+                raise
+    finally:
         shutil.rmtree(build, ignore_errors=True)
-        if not (marker.is_file() and json.loads(marker.read_text()) == expected):
-            raise
-    except BaseException:
-        shutil.rmtree(build, ignore_errors=True)
-        raise
     return target
+
+
+def _is_built(marker: Path, expected: dict) -> bool:
+    return marker.is_file() and json.loads(marker.read_text()) == expected
 
 
 @dataclasses.dataclass
@@ -158,7 +161,14 @@ def fit_lora(
         prefix_h = model.model.embed_tokens(torch.tensor([prefix_ids]))[0]
         suffix_hs = [model.model.embed_tokens(torch.tensor([e.suffix_ids]))[0] for e in examples]
         if first_adapted > 0:
-            prefix_h, suffix_hs = _run_packed(model, layers[:first_adapted], prefix_h, suffix_hs)
+            # In packs of bounded size: attention memory grows with the square
+            # of the packed length.
+            frozen = []
+            for start in range(0, len(suffix_hs), _FROZEN_PACK):
+                pack = suffix_hs[start : start + _FROZEN_PACK]
+                frozen_prefix, outs = _run_packed(model, layers[:first_adapted], prefix_h, pack)
+                frozen += outs
+            prefix_h, suffix_hs = frozen_prefix, frozen
 
     lora_config = LoraConfig(
         r=params.rank,

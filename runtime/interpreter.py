@@ -3,6 +3,22 @@
 A ``Llama`` object is not safe to use from two threads at once (concurrent use
 crashes the process), so every call holds one lock; a process scales by
 running more processes, each with its own ``Interpreter``.
+
+Prefix cache. A program's prompt is head + input + tail (``runtime.prompt.split``),
+and the head (system turn and pseudo-program) is the same on every call. Its
+keys and values are computed once and kept, so a call only processes its
+input and the short tail. The head is computed with the program's adapter
+applied (a LoRA on the k/v projections changes them), so a cached head belongs
+to one (adapter, head) pair. Two levels:
+
+- the context itself: a call to the program that ran last keeps the head's KV
+  where it is and drops everything after it (no copy at all);
+- ``PrefixCache``: llama.cpp's per-sequence state of the head (only its KV
+  cells, ~23 KB a token for SmolLM2, so ~3 MB for a typical head), an LRU
+  bounded by total bytes; switching programs restores it in about a millisecond.
+
+Greedy decoding is deterministic, and restoring the exact KV of the head gives
+the same answer as evaluating the whole prompt (tests/runtime checks this).
 """
 
 import collections
@@ -20,14 +36,22 @@ from runtime.model import base_model_path
 from runtime.prompt import split
 
 MAX_TOKENS_LIMIT = 512
+DEFAULT_MAX_TOKENS = 64
 MAX_INPUT_CHARS = 8000
+MAX_TEMPERATURE = 2.0
 DEFAULT_N_CTX = 2048
-# Each loaded adapter holds its weights in memory (~5 MB for r=32 Q4_0).
+# Each loaded adapter holds its weights in memory (~2-6 MB for r=32 Q4_0).
 DEFAULT_MAX_CACHED_ADAPTERS = 8
+# ~80 program heads of ~140 tokens; a worker's memory is dominated by this and the model.
+DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
 
 
 class RunLimitError(ValueError):
     """A request outside the interpreter's bounds (input too long, too many tokens)."""
+
+
+class RunTimeout(RuntimeError):
+    """A call ran past its time limit and was stopped."""
 
 
 class AdapterLoadError(RuntimeError):
@@ -41,12 +65,57 @@ class RunResult:
     latency_ms: float
 
 
+def check_request(input_text: str, *, max_tokens: int, temperature: float = 0.0) -> None:
+    """The bounds of a call, checked the same way by the web form, the API and the interpreter."""
+    if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
+        raise RunLimitError(f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
+    if len(input_text) > MAX_INPUT_CHARS:
+        raise RunLimitError(f"the input is longer than {MAX_INPUT_CHARS} characters")
+    if not 0.0 <= temperature <= MAX_TEMPERATURE:
+        raise RunLimitError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
+
+
 def available_cores() -> int:
     """CPU cores this process may use (the affinity mask, not the machine's count)."""
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         return os.cpu_count() or 1
+
+
+class PrefixCache:
+    """KV states of prompt heads by (adapter, head), least recently used first,
+    bounded by their total size in bytes."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self._states: collections.OrderedDict[tuple, bytes] = collections.OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, key: tuple) -> bytes | None:
+        state = self._states.get(key)
+        if state is None:
+            self.misses += 1
+            return None
+        self.hits += 1
+        self._states.move_to_end(key)
+        return state
+
+    def put(self, key: tuple, state: bytes) -> None:
+        if len(state) > self.max_bytes:
+            return
+        if key in self._states:
+            self.bytes -= len(self._states.pop(key))
+        self._states[key] = state
+        self.bytes += len(state)
+        while self.bytes > self.max_bytes:
+            _, evicted = self._states.popitem(last=False)
+            self.bytes -= len(evicted)
 
 
 class Interpreter:
@@ -57,7 +126,10 @@ class Interpreter:
         n_ctx: int = DEFAULT_N_CTX,
         n_threads: int | None = None,
         max_cached_adapters: int = DEFAULT_MAX_CACHED_ADAPTERS,
+        prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ):
+        """``prefix_cache_bytes=0`` turns the prefix cache off: every call then
+        evaluates its whole prompt (the benchmark's and the tests' reference)."""
         self.model_path = Path(model_path) if model_path else base_model_path()
         n_threads = n_threads or available_cores()
         self._llm = llama_cpp.Llama(
@@ -74,6 +146,14 @@ class Interpreter:
         self._adapters: collections.OrderedDict[tuple, llama_cpp.llama_adapter_lora_p] = (
             collections.OrderedDict()
         )
+        self._active_adapter: tuple | None = None  # the key of the adapter set on the context
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        # (adapter key, head) whose KV fills the context's first cells, if any.
+        self._resident: tuple | None = None
+        # llama.cpp asks this between graph nodes whether to stop a decode.
+        self._deadline: float | None = None
+        self._abort_callback = llama_cpp.ggml_abort_callback(self._past_deadline)
+        llama_cpp.llama_set_abort_callback(self._llm.ctx, self._abort_callback, None)
 
     def run(
         self,
@@ -81,68 +161,136 @@ class Interpreter:
         input_text: str,
         *,
         adapter: Path | str | None = None,
-        max_tokens: int = 64,
+        max_tokens: int = DEFAULT_MAX_TOKENS,
+        temperature: float = 0.0,
+        timeout_s: float | None = None,
     ) -> RunResult:
-        """Greedy-decode the answer to ``input_text``; ``adapter=None`` runs the bare base model."""
-        if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-            raise RunLimitError(f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
-        if len(input_text) > MAX_INPUT_CHARS:
-            raise RunLimitError(f"the input is longer than {MAX_INPUT_CHARS} characters")
+        """Decode the answer to ``input_text`` (greedy unless ``temperature`` > 0);
+        ``adapter=None`` runs the bare base model. Raises ``RunLimitError`` for a
+        request out of bounds and ``RunTimeout`` past ``timeout_s`` seconds."""
+        check_request(input_text, max_tokens=max_tokens, temperature=temperature)
+        head, tail = split(template)
         with self._lock:
             started = time.perf_counter()
-            prompt = self._prompt_tokens(template, input_text)
-            if len(prompt) + max_tokens > self._llm.n_ctx():
-                raise RunLimitError(
-                    f"the prompt ({len(prompt)} tokens) plus max_tokens ({max_tokens}) "
-                    f"exceeds the context of {self._llm.n_ctx()} tokens"
-                )
-            self._use_adapter(adapter)
-            # Start from an empty KV cache on every call: a reused prefix would make
-            # the output depend on the previous call (and be wrong across adapters).
-            self._llm.reset()
-            generated: list[int] = []
-            for token in self._llm.generate(prompt, temp=0.0, repeat_penalty=1.0):
-                if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                    break
-                generated.append(token)
-                if len(generated) >= max_tokens:
-                    break
+            if timeout_s is not None:
+                self._deadline = time.monotonic() + timeout_s
+            try:
+                generated = self._run(head, input_text, tail, adapter, max_tokens, temperature)
+            except BaseException as exc:
+                # Whatever the context holds now is not a known head any more.
+                self._resident = None
+                if self._deadline is not None and time.monotonic() > self._deadline:
+                    raise RunTimeout(f"the program ran longer than {timeout_s:g} s") from exc
+                raise
+            finally:
+                self._deadline = None
             text = self._llm.detokenize(generated).decode("utf-8", errors="replace")
             latency_ms = (time.perf_counter() - started) * 1000
         return RunResult(
             output=text.strip(), tokens_generated=len(generated), latency_ms=latency_ms
         )
 
+    def _run(self, head, input_text, tail, adapter, max_tokens, temperature) -> list[int]:
+        head_tokens = self._tokenize(head, special=True)
+        suffix = self._tokenize(input_text, special=False) + self._tokenize(tail, special=True)
+        prompt_length = len(head_tokens) + len(suffix)
+        if prompt_length + max_tokens > self._llm.n_ctx():
+            raise RunLimitError(
+                f"the prompt ({prompt_length} tokens) plus max_tokens ({max_tokens}) "
+                f"exceeds the context of {self._llm.n_ctx()} tokens"
+            )
+        adapter_key = self._use_adapter(adapter)
+        if self.prefix_cache.max_bytes:
+            self._restore_head((adapter_key, head), head_tokens)
+            prompt = suffix
+        else:
+            self._llm.reset()
+            prompt = head_tokens + suffix
+        generated: list[int] = []
+        # reset=False: the context already holds exactly what precedes `prompt`.
+        tokens = self._llm.generate(prompt, temp=temperature, repeat_penalty=1.0, reset=False)
+        for token in tokens:
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                break
+            generated.append(token)
+            if len(generated) >= max_tokens:
+                break
+            if self._past_deadline(None):
+                raise RunTimeout("past the deadline")
+        return generated
+
+    def _restore_head(self, key: tuple, head_tokens: list[int]) -> None:
+        """Leave the context holding exactly the KV of ``head_tokens`` under ``key``."""
+        llm = self._llm
+        if self._resident == key:
+            # The program that ran last: its head is still there; the next eval
+            # drops the cells after it.
+            self.prefix_cache.hits += 1
+            llm.n_tokens = len(head_tokens)
+            return
+        self._resident = None
+        llm.reset()
+        state = self.prefix_cache.get(key)
+        if state is not None:
+            llm._ctx.kv_cache_clear()
+            buffer = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+            if llama_cpp.llama_state_seq_set_data(llm.ctx, buffer, len(state), 0) != len(state):
+                raise RuntimeError("llama.cpp could not restore a cached prompt head")
+            llm.input_ids[: len(head_tokens)] = head_tokens
+            llm.n_tokens = len(head_tokens)
+        else:
+            llm.eval(head_tokens)
+            self.prefix_cache.put(key, self._sequence_state())
+        self._resident = key
+
+    def _sequence_state(self) -> bytes:
+        size = llama_cpp.llama_state_seq_get_size(self._llm.ctx, 0)
+        buffer = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(self._llm.ctx, buffer, size, 0)
+        return bytes(buffer[:written])
+
+    def _past_deadline(self, _data) -> bool:
+        return self._deadline is not None and time.monotonic() > self._deadline
+
     def prompt_tokens(self, template: str, input_text: str) -> list[int]:
         """The token ids a call feeds llama.cpp; training must produce the same ids."""
-        with self._lock:
-            return self._prompt_tokens(template, input_text)
-
-    def _prompt_tokens(self, template: str, input_text: str) -> list[int]:
         head, tail = split(template)
-        return (
-            self._llm.tokenize(head.encode(), add_bos=False, special=True)
-            + self._llm.tokenize(input_text.encode(), add_bos=False, special=False)
-            + self._llm.tokenize(tail.encode(), add_bos=False, special=True)
-        )
+        with self._lock:
+            return (
+                self._tokenize(head, special=True)
+                + self._tokenize(input_text, special=False)
+                + self._tokenize(tail, special=True)
+            )
 
-    def _use_adapter(self, adapter: Path | str | None) -> None:
+    def _tokenize(self, text: str, *, special: bool) -> list[int]:
+        # The input is plain text (special=False): an input that contains
+        # <|im_end|> cannot end the user turn early.
+        return self._llm.tokenize(text.encode(), add_bos=False, special=special)
+
+    def _use_adapter(self, adapter: Path | str | None) -> tuple | None:
+        """Set ``adapter`` on the context (a no-op when it is already set); its key."""
         if adapter is None:
-            llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
-            return
-        handle = self._load_adapter(Path(adapter))
+            if self._active_adapter is not None:
+                llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+                self._active_adapter = None
+            return None
+        key, handle = self._load_adapter(Path(adapter))
+        if key == self._active_adapter:
+            return key
         handles = (llama_cpp.llama_adapter_lora_p_ctypes * 1)(handle)
         # Scale 1: llama.cpp multiplies by the file's alpha / rank itself, as PEFT does.
         scales = (ctypes.c_float * 1)(1.0)
         if llama_cpp.llama_set_adapters_lora(self._llm.ctx, handles, 1, scales) != 0:
             raise AdapterLoadError(f"llama.cpp could not apply the adapter {adapter}")
+        self._active_adapter = key
+        return key
 
-    def _load_adapter(self, path: Path) -> llama_cpp.llama_adapter_lora_p:
+    def _load_adapter(self, path: Path) -> tuple[tuple, llama_cpp.llama_adapter_lora_p]:
         stat = path.stat()
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         if key in self._adapters:
             self._adapters.move_to_end(key)
-            return self._adapters[key]
+            return key, self._adapters[key]
         # Adapters may come from strangers: llama.cpp only sees files that pass validation.
         inspect_lora_gguf(path, base=self.model_path)
         handle = llama_cpp.llama_adapter_lora_init(self._llm.model, str(path).encode())
@@ -153,10 +301,11 @@ class Interpreter:
             # The evicted adapter may be the one still set on the context; detach
             # it before freeing (the caller sets the new one right after).
             llama_cpp.llama_set_adapters_lora(self._llm.ctx, None, 0, None)
+            self._active_adapter = None
             while len(self._adapters) > self._max_cached_adapters:
                 _, evicted = self._adapters.popitem(last=False)
                 llama_cpp.llama_adapter_lora_free(evicted)
-        return handle
+        return key, handle
 
     def close(self) -> None:
         """Free the adapters and the model now rather than at garbage collection."""
@@ -165,4 +314,19 @@ class Interpreter:
             for handle in self._adapters.values():
                 llama_cpp.llama_adapter_lora_free(handle)
             self._adapters.clear()
+            self._active_adapter = self._resident = None
             self._llm.close()
+
+
+_shared: Interpreter | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_interpreter() -> Interpreter:
+    """The process's one interpreter, loaded on first use (in a Celery worker,
+    after the fork: a llama.cpp context must never be shared across a fork)."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = Interpreter()
+        return _shared

@@ -1,0 +1,115 @@
+"""LoRA training: same inputs give the same adapter, and the adapter learns the task."""
+
+import time
+
+import gguf
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from compiler.gguf_adapter import permute_rope_rows
+from compiler.pseudo import pseudo_program
+from compiler.training import TrainingParams, ensure_base_hf_dir, fit_lora
+from runtime.prompt import split
+
+pytestmark = pytest.mark.slow
+
+
+def test_params_are_checked():
+    with pytest.raises(ValueError, match="target modules"):
+        TrainingParams(target_modules=("q_proj", "lm_head"))
+    with pytest.raises(ValueError, match="positive"):
+        TrainingParams(steps=0)
+
+
+def test_training_is_deterministic_and_reports_progress(hf_base_dir, urgency):
+    pairs = urgency.train[:6]
+    pseudo = pseudo_program(urgency.description, pairs)
+    params = TrainingParams(steps=4, adapted_layers=2, rank=8)
+    fractions = []
+    first = fit_lora(
+        base_dir=hf_base_dir,
+        pairs=pairs,
+        pseudo_program=pseudo,
+        params=params,
+        progress=fractions.append,
+    )
+    second = fit_lora(base_dir=hf_base_dir, pairs=pairs, pseudo_program=pseudo, params=params)
+    assert fractions == [0.25, 0.5, 0.75, 1.0]
+    assert first.keys() == second.keys()
+    assert len(first) == 2 * 7 * 2  # a and b, seven projections, two layers
+    assert set(first) >= {"blk.29.attn_q.weight.lora_a", "blk.28.ffn_down.weight.lora_b"}
+    for name in first:
+        np.testing.assert_array_equal(first[name], second[name])
+    # Training moved the adapter away from PEFT's initialisation (lora_b starts at zero).
+    assert any(np.abs(t).max() > 0 for name, t in first.items() if name.endswith("lora_b"))
+    third = fit_lora(
+        base_dir=hf_base_dir,
+        pairs=pairs,
+        pseudo_program=pseudo,
+        params=TrainingParams(steps=4, adapted_layers=2, rank=8, seed=1),
+    )
+    assert any(not np.array_equal(first[n], third[n]) for n in first)
+
+
+def test_training_tokens_match_llama_cpp(hf_base_dir, interpreter, trained_adapter):
+    """Training and inference must see the very same token ids for a prompt."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(hf_base_dir)
+    head, tail = split(trained_adapter.template)
+
+    def hf(text, special):
+        return tokenizer(text, add_special_tokens=False, split_special_tokens=not special)[
+            "input_ids"
+        ]
+
+    for text in [
+        "Server down!",
+        "  spaces  \n\nand lines",
+        "Café 日本語 🙂",
+        "<|im_end|> <|im_start|>",
+    ]:
+        expected = hf(head, True) + hf(text, False) + hf(tail, True)
+        assert interpreter.prompt_tokens(trained_adapter.template, text) == expected
+
+
+def test_hf_folder_is_llama_cpp_weights_in_hf_layout(hf_base_dir, base_gguf):
+    """The writer's q/k permutation, applied to the HF weights, gives back the GGUF's."""
+    weights = load_file(hf_base_dir / "model.safetensors")
+    gguf_tensors = {t.name: t for t in gguf.GGUFReader(base_gguf).tensors}
+    for hf_name, gguf_name, n_head in [
+        ("model.layers.3.self_attn.q_proj.weight", "blk.3.attn_q.weight", 9),
+        ("model.layers.3.self_attn.k_proj.weight", "blk.3.attn_k.weight", 3),
+    ]:
+        tensor = gguf_tensors[gguf_name]
+        original = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        np.testing.assert_allclose(permute_rope_rows(weights[hf_name], n_head), original, atol=1e-6)
+        # ... and without the permutation they do not match.
+        assert not np.allclose(weights[hf_name], original, atol=1e-3)
+
+
+def test_hf_folder_is_built_once(hf_base_dir):
+    started = time.perf_counter()
+    assert ensure_base_hf_dir(hf_base_dir) == hf_base_dir
+    assert time.perf_counter() - started < 1
+
+
+def test_adapter_learns_the_task(interpreter, trained_adapter, urgency):
+    """16 examples in, clearly better held-out accuracy than the base with the same prompt."""
+    template = trained_adapter.template
+
+    def accuracy(adapter):
+        return sum(
+            interpreter.run(template, text, adapter=adapter, max_tokens=8).output == expected
+            for text, expected in urgency.held_out
+        )
+
+    base, adapted = accuracy(None), accuracy(trained_adapter.q4_0)
+    n = len(urgency.held_out)
+    print(
+        f"\ntrained in {trained_adapter.train_seconds:.1f}s; held-out exact match: "
+        f"adapter {adapted}/{n}, base {base}/{n}"
+    )
+    assert adapted >= 0.75 * n
+    assert adapted - base >= 0.4 * n
