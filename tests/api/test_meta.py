@@ -37,7 +37,8 @@ def test_health_ok(anon):
 def test_health_503_when_the_broker_is_down(anon, monkeypatch):
     # A real connection attempt to a port nothing listens on, bounded by the timeout.
     monkeypatch.setenv("CELERY_BROKER_URL", "redis://127.0.0.1:9/0")  # Celery prefers the env
-    down = Celery("down", broker="redis://127.0.0.1:9/0")
+    # Not the current app: shared tasks sent later in the session must keep ours.
+    down = Celery("down", broker="redis://127.0.0.1:9/0", set_as_current=False)
     monkeypatch.setattr(meta, "celery_app", down)
     body = assert_error(anon.get(f"{API}/health"), 503, "unavailable")
     assert body["details"]["checks"] == {"database": "ok", "broker": "unavailable", "model": "ok"}

@@ -336,3 +336,9 @@ def sign_out(page):
     page.locator(".site-header summary").click()
     page.locator(".site-header").get_by_role("button", name="Sign out").click()
     expect_signed_out(page)
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing():
+    """Keep the real hashers here: the live site (its own process, real settings)
+    must be able to check the passwords these tests create."""
