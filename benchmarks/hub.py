@@ -106,6 +106,10 @@ def main():
         call_command("seed_programs", count=args.programs - have, batch_size=5000)
         with connection.cursor() as cursor:
             cursor.execute("VACUUM ANALYZE")
+    # Search ranks by meaning too: the seeded specs need their vectors (kept, so quick next time).
+    call_command("embed_programs", batch_size=64)
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE programs_programembedding")
     programs = Program.objects.count()
 
     listed = Program.objects.listed()

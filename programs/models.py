@@ -1,4 +1,5 @@
 import hashlib
+import json
 import re
 from dataclasses import dataclass
 from urllib.parse import unquote
@@ -79,6 +80,33 @@ class Tag(models.Model):
         return self.name
 
 
+class Cosine(models.Func):
+    """Each program's cosine from `nearest` ({program id: cosine}), 0 for the
+    rest: one JSON object parameter, looked up by id in the database (a CASE
+    with a branch per program costs several times more, in Django and SQL)."""
+
+    output_field = models.FloatField()
+
+    def __init__(self, nearest):
+        nearest = {pk: round(cosine, 4) for pk, cosine in nearest.items()}
+        super().__init__(Value(json.dumps(nearest)), F("pk"))
+
+    def compiled(self, compiler):
+        (nearest, params), (pk, pk_params) = (
+            compiler.compile(e) for e in self.get_source_expressions()
+        )
+        return nearest, pk, (*params, *pk_params)
+
+    def as_sql(self, compiler, connection, **extra):
+        nearest, pk, params = self.compiled(compiler)
+        # Program ids are hex: a safe JSON path.
+        return f"""COALESCE(JSON_EXTRACT({nearest}, '$."' || {pk} || '"'), 0.0)""", params
+
+    def as_postgresql(self, compiler, connection, **extra):
+        nearest, pk, params = self.compiled(compiler)
+        return f"COALESCE(({nearest})::jsonb ->> {pk}, '0')::double precision", params
+
+
 class ProgramQuerySet(models.QuerySet):
     SORTS = {
         "votes": ("-score", "-created_at"),
@@ -148,29 +176,14 @@ class ProgramQuerySet(models.QuerySet):
         nearest = nearest_programs(text)
         if not nearest:
             return self.filter(has_words).annotate(rank=1.0 + TEXT_WEIGHT * text_rank)
-        # The per-program CASEs run only behind one hashed IN test, so the
-        # many programs found by words alone pay for that test only.
         near = Q(pk__in=list(nearest))
+        # Only a program found by meaning may lack the words: test it on those alone.
         matched = models.Case(
             models.When(near, then=models.Case(models.When(has_words, then=1.0), default=0.0)),
             default=1.0,
         )
-        meaning = models.Case(
-            models.When(
-                near,
-                then=models.Case(
-                    *[
-                        models.When(pk=pk, then=Value(round(cosine, 4)))
-                        for pk, cosine in nearest.items()
-                    ],
-                    default=0.0,
-                ),
-            ),
-            default=0.0,
-            output_field=models.FloatField(),
-        )
         return self.filter(has_words | near).annotate(
-            rank=matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * meaning
+            rank=matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * Cosine(nearest)
         )
 
     def tagged(self, tag):
