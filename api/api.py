@@ -2,7 +2,7 @@ from ninja import NinjaAPI, Swagger
 
 from .auth import ANYONE
 from .errors import install_handlers
-from .routers import compile, meta, programs
+from .routers import compile, infer, meta, programs
 
 DESCRIPTION = """\
 The PAW Hub REST API: compile specs into programs, find and run programs, vote,
@@ -18,7 +18,8 @@ is also in the `X-Request-ID` header of every response.
 **Limits** are per user (or, anonymous, per IP) and per IP. Limited endpoints
 send `X-RateLimit-Limit`, `X-RateLimit-Remaining` and `X-RateLimit-Reset`; over
 a limit the answer is `429` with `Retry-After`. Compiles: anonymous 20 an hour
-and one at a time, signed in 60 an hour and two at a time.
+and one at a time, signed in 60 an hour and two at a time. Runs (`POST /infer`):
+anonymous 30 a minute, signed in 120 a minute.
 """
 
 api = NinjaAPI(
@@ -37,3 +38,4 @@ install_handlers(api)
 api.add_router("", compile.router)
 api.add_router("", meta.router)
 api.add_router("", programs.router)
+api.add_router("", infer.router)

@@ -4,12 +4,20 @@ from uuid import UUID
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from ninja import Field, Schema
-from pydantic import StringConstraints, field_validator
+from pydantic import StringConstraints, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from compiler.forms import TAG_PATTERN
 from compiler.spec import SPEC_MAX_CHARS, SPEC_MIN_CHARS, SpecError, validate_spec
 from programs.models import MAX_TAGS, SLUG_MAX_LENGTH, SLUG_MIN_LENGTH, validate_slug
+from runtime.calls import (
+    DEFAULT_MAX_TOKENS,
+    MAX_INPUT_CHARS,
+    MAX_TEMPERATURE,
+    MAX_TOKENS_LIMIT,
+    RunLimitError,
+    check_request,
+)
 
 TagName = Annotated[str, StringConstraints(pattern=f"^{TAG_PATTERN.pattern}$")]
 ProgramName = Annotated[str, StringConstraints(max_length=100)]
@@ -259,3 +267,31 @@ class NotReadyOut(Schema):
     status: Literal["compiling"]
     job_id: UUID | None
     message: str
+
+
+class InferIn(Input):
+    program_id: str = Field(
+        description="A program id, or a name: `user/slug` or an official `slug`, either "
+        "with `@vN`.",
+        json_schema_extra={"minLength": 1, "maxLength": 200},
+    )
+    input: Annotated[str, StringConstraints(min_length=1, max_length=MAX_INPUT_CHARS)]
+    max_tokens: int = Field(DEFAULT_MAX_TOKENS, ge=1, le=MAX_TOKENS_LIMIT)
+    temperature: float = Field(
+        0.0, ge=0.0, le=MAX_TEMPERATURE, description="0 (the default) decodes greedily."
+    )
+
+    @model_validator(mode="after")
+    def within_bounds(self):
+        # The interpreter's own bounds, as the "Try it" form checks them.
+        try:
+            check_request(self.input, max_tokens=self.max_tokens, temperature=self.temperature)
+        except RunLimitError as exc:
+            raise PydanticCustomError("run_limit", str(exc)) from exc
+        return self
+
+
+class InferOut(Schema):
+    output: str
+    tokens_generated: int
+    latency_ms: float = Field(description="Time the runtime worker spent on the call.")

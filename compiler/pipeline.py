@@ -10,10 +10,9 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 
-from runtime.interpreter import Interpreter
+from runtime.interpreter import shared_interpreter
 from runtime.model import BASE_MODEL_ID, base_model_sha256
 from runtime.prompt import prompt_template
 
@@ -47,10 +46,9 @@ class CompileResult:
     stage_seconds: dict = field(default_factory=dict)
 
 
-@cache
-def interpreter() -> Interpreter:
-    """One llama.cpp base model per worker process, loaded on first use."""
-    return Interpreter()
+# The process's one interpreter, shared with the runtime tasks (benchmarks/quality.py
+# calls it by this name).
+interpreter = shared_interpreter
 
 
 def split_examples(examples):

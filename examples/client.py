@@ -103,11 +103,13 @@ class Client:
         raise TimeoutError(f"job {job_id} not finished after {timeout} s")
 
     def infer(self, program_id, text):
-        """The program's output for `text`, or None where this hub has no /infer yet."""
+        """The program's output for `text`, or None where this hub cannot run it
+        (no /infer, or no runtime worker answered: 503)."""
         try:
             return self.request("POST", "/infer", {"program_id": program_id, "input": text})[1]
         except ApiError as error:
-            if error.status in (404, 405):
+            if error.status in (404, 405, 503):
+                print(f"  could not run it here ({error})")
                 return None
             raise
 
@@ -154,7 +156,7 @@ def main(argv=None):
         for text in TRY_INPUTS:
             answer = client.infer(program_id, text)
             if answer is None:
-                print("  (this hub has no /infer yet; run the bundle locally instead)")
+                print("  (run the bundle locally instead: python -m runtime run BUNDLE.paw ...)")
                 break
             print(f"  {text!r} -> {answer['output']!r} ({answer['latency_ms']} ms)")
         path, sha256 = client.download(program_id, args.out)

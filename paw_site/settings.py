@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "accounts",
     "programs",
     "compiler",
+    "runtime",
     "api",
 ]
 
@@ -220,6 +221,11 @@ COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", def
 COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
 # The dequantized Hugging Face copy of the base model the trainer loads (built once).
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")))
+# Running programs ("Try it", POST /infer, case checks) on the `runtime` queue:
+# seconds one call may run in a worker before it is stopped, and seconds the
+# site waits for an answer (a call still queued after that is dropped unrun).
+RUNTIME_CALL_TIMEOUT_SECONDS = env.int("RUNTIME_CALL_TIMEOUT_SECONDS", default=20)
+RUNTIME_WAIT_SECONDS = env.int("RUNTIME_WAIT_SECONDS", default=30)
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     # An unacked message is redelivered only after this many seconds, so it must
     # exceed the longest hard time limit or a running job would be run twice.

@@ -1,5 +1,7 @@
 from django import forms
 
+from runtime.calls import DEFAULT_MAX_TOKENS, MAX_INPUT_CHARS, RunLimitError, check_request
+
 from .models import SLUG_MAX_LENGTH, Case, Report, validate_slug
 
 SORT_CHOICES = [
@@ -58,6 +60,24 @@ class CaseForm(forms.ModelForm):
         }
         labels = {"expected": "Expected output"}
         help_texts = {"note": "Optional: what this case shows."}
+
+
+class TryForm(forms.Form):
+    """The program page's "Try it" box."""
+
+    input = forms.CharField(
+        max_length=MAX_INPUT_CHARS,
+        widget=forms.Textarea(attrs={"rows": 3}),
+        help_text="The program answers it as its spec says.",
+    )
+
+    def clean_input(self):
+        text = self.cleaned_data["input"]
+        try:  # the interpreter's own bounds, as POST /infer checks them
+            check_request(text, max_tokens=DEFAULT_MAX_TOKENS)
+        except RunLimitError as error:
+            raise forms.ValidationError(f"{str(error).capitalize()}.") from error
+        return text
 
 
 class ReportForm(forms.ModelForm):

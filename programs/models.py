@@ -536,6 +536,16 @@ class Vote(models.Model):
         return f"{self.user} {self.value:+d} {self.program_id}"
 
 
+class CaseQuerySet(models.QuerySet):
+    def pass_counts(self):
+        """{type: (checked, passed)} over these cases; types with none are left out."""
+        rows = self.values("type").annotate(
+            checked=models.Count("pk", filter=Q(passed__isnull=False)),
+            passed=models.Count("pk", filter=Q(passed=True)),
+        )
+        return {row["type"]: (row["checked"], row["passed"]) for row in rows}
+
+
 class Case(models.Model):
     """Someone's report of how the program does on one input."""
 
@@ -557,6 +567,8 @@ class Case(models.Model):
     passed = models.BooleanField(null=True, blank=True)
     checked_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = CaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["type", "-created_at"]

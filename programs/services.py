@@ -15,6 +15,8 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from runtime.services import case_check_on_commit
+
 from .gallery import gallery_changed
 from .models import Alias, Case, ModerationAction, Program, Report, Vote, validate_slug
 
@@ -110,7 +112,7 @@ def case_submit(*, program, author, input, expected, type, note="") -> Case:
     )
     case.full_clean(exclude=["program", "author"])
     case.save()
-    # The runtime issue's automatic check (fills actual_output and passed) starts here.
+    case_check_on_commit(case=case)  # the runtime fills actual_output and passed
     return case
 
 

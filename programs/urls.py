@@ -32,6 +32,7 @@ urlpatterns = [
     path("p/<str:program_id>/", views.program_detail, name="program_detail"),
     path("p/<str:program_id>/vote/", views.program_vote, name="program_vote"),
     path("p/<str:program_id>/cases/", views.program_case, name="program_case"),
+    path("p/<str:program_id>/try/", views.program_try, name="program_try"),
     path("p/<str:program_id>/report/", views.program_report, name="program_report"),
     path("p/<str:program_id>/name/", views.program_alias, name="program_alias"),
     path(

@@ -17,8 +17,12 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from api import ratelimit
+from api.errors import ApiError
+from runtime import services as runtime_services
+
 from . import downloads, gallery, services
-from .forms import AliasForm, CaseForm, HubFilterForm, PublishForm, ReportForm
+from .forms import AliasForm, CaseForm, HubFilterForm, PublishForm, ReportForm, TryForm
 from .models import ARTIFACT_TYPES, Alias, Case, ModerationAction, Program, Report, Vote
 
 User = get_user_model()
@@ -84,9 +88,11 @@ def _sign_in_first(request, program):
 
 
 def _cases_by_type(program):
+    """Per case type: (value, label, newest cases, how many were checked, how many pass)."""
     cases = list(program.cases.select_related("author").order_by("-created_at")[:300])
+    counts = program.cases.pass_counts()
     return [
-        (value, label, [case for case in cases if case.type == value])
+        (value, label, [case for case in cases if case.type == value], *counts.get(value, (0, 0)))
         for value, label in Case.Type.choices
     ]
 
@@ -112,6 +118,7 @@ def detail_context(request, program, *, alias=None, **forms):
         "job": None if program.is_ready else program.jobs.first(),
         "artifacts": [program.artifact(kind) for kind in ("bundle", "adapter")],
         "case_form": CaseForm(),
+        "try_form": TryForm(),
         "report_form": ReportForm(),
         "alias_form": AliasForm(),
     }
@@ -187,6 +194,45 @@ def program_case(request, program_id):
         context = {"program": program, "cases_by_type": _cases_by_type(program), "case_form": form}
         return TemplateResponse(request, "programs/detail.html#cases", context)
     return _render_detail(request, program, case_form=form, status=400)
+
+
+@require_POST
+@vary_on_headers("HX-Request")
+def program_try(request, program_id):
+    """Run the program on the posted input (the "Try it" box). The answer, or
+    a sentence saying why there is none, replaces the box (htmx) or comes back
+    in the whole page (plain form)."""
+    program = _visible_program(request, program_id)
+    form = TryForm(request.POST)
+    outcome = {"try_form": form}
+    status = 200
+    retry_after = None
+    if not form.is_valid():
+        status = 400
+    else:
+        try:
+            ratelimit.limit(request, "infer")
+            outcome["run"] = runtime_services.program_run(
+                program=program, input_text=form.cleaned_data["input"]
+            )
+        except ApiError as error:  # over the "infer" rate limit
+            status, retry_after = 429, error.details["retry_after"]
+            outcome["run_error"] = (
+                f"You have run programs many times in a short while; try again in {retry_after} s."
+            )
+        except runtime_services.RunError as error:
+            status, outcome["run_error"] = error.status, error.message
+            if status == 503:
+                retry_after = runtime_services.RETRY_AFTER_SECONDS
+    if request.htmx:
+        response = TemplateResponse(
+            request, "programs/detail.html#try-it", {"program": program, **outcome}, status=status
+        )
+    else:
+        response = _render_detail(request, program, status=status, **outcome)
+    if retry_after:
+        response["Retry-After"] = str(retry_after)
+    return response
 
 
 @require_POST

@@ -23,7 +23,6 @@ the same answer as evaluating the whole prompt (tests/runtime checks this).
 
 import collections
 import ctypes
-import dataclasses
 import os
 import threading
 import time
@@ -32,47 +31,29 @@ from pathlib import Path
 import llama_cpp
 
 from compiler.gguf_adapter import inspect_lora_gguf
+from runtime.calls import (  # noqa: F401 (the bounds are part of this module's interface)
+    DEFAULT_MAX_TOKENS,
+    MAX_INPUT_CHARS,
+    MAX_TOKENS_LIMIT,
+    RunLimitError,
+    RunResult,
+    RunTimeout,
+    check_request,
+)
 from runtime.model import base_model_path
 from runtime.prompt import split
 
-MAX_TOKENS_LIMIT = 512
-DEFAULT_MAX_TOKENS = 64
-MAX_INPUT_CHARS = 8000
-MAX_TEMPERATURE = 2.0
 DEFAULT_N_CTX = 2048
+# ~1 s of prompt processing on 2 cores: how often a long prompt checks the clock.
+EVAL_CHUNK_TOKENS = 128
 # Each loaded adapter holds its weights in memory (~2-6 MB for r=32 Q4_0).
 DEFAULT_MAX_CACHED_ADAPTERS = 8
 # ~80 program heads of ~140 tokens; a worker's memory is dominated by this and the model.
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
 
 
-class RunLimitError(ValueError):
-    """A request outside the interpreter's bounds (input too long, too many tokens)."""
-
-
-class RunTimeout(RuntimeError):
-    """A call ran past its time limit and was stopped."""
-
-
 class AdapterLoadError(RuntimeError):
     """llama.cpp refused an adapter that passed validation."""
-
-
-@dataclasses.dataclass(frozen=True)
-class RunResult:
-    output: str
-    tokens_generated: int
-    latency_ms: float
-
-
-def check_request(input_text: str, *, max_tokens: int, temperature: float = 0.0) -> None:
-    """The bounds of a call, checked the same way by the web form, the API and the interpreter."""
-    if not 1 <= max_tokens <= MAX_TOKENS_LIMIT:
-        raise RunLimitError(f"max_tokens must be between 1 and {MAX_TOKENS_LIMIT}")
-    if len(input_text) > MAX_INPUT_CHARS:
-        raise RunLimitError(f"the input is longer than {MAX_INPUT_CHARS} characters")
-    if not 0.0 <= temperature <= MAX_TEMPERATURE:
-        raise RunLimitError(f"temperature must be between 0 and {MAX_TEMPERATURE}")
 
 
 def available_cores() -> int:
@@ -150,10 +131,7 @@ class Interpreter:
         self.prefix_cache = PrefixCache(prefix_cache_bytes)
         # (adapter key, head) whose KV fills the context's first cells, if any.
         self._resident: tuple | None = None
-        # llama.cpp asks this between graph nodes whether to stop a decode.
-        self._deadline: float | None = None
-        self._abort_callback = llama_cpp.ggml_abort_callback(self._past_deadline)
-        llama_cpp.llama_set_abort_callback(self._llm.ctx, self._abort_callback, None)
+        self._deadline: float | None = None  # time.monotonic() value of the current call
 
     def run(
         self,
@@ -206,6 +184,13 @@ class Interpreter:
         else:
             self._llm.reset()
             prompt = head_tokens + suffix
+        # A long prompt goes in pieces so the deadline is checked between them.
+        # (llama.cpp's abort callback would check it inside a decode, but a
+        # Python callback there runs thousands of times a call and doubles its cost.)
+        while len(prompt) > EVAL_CHUNK_TOKENS:
+            self._llm.eval(prompt[:EVAL_CHUNK_TOKENS])
+            prompt = prompt[EVAL_CHUNK_TOKENS:]
+            self._check_deadline()
         generated: list[int] = []
         # reset=False: the context already holds exactly what precedes `prompt`.
         tokens = self._llm.generate(prompt, temp=temperature, repeat_penalty=1.0, reset=False)
@@ -215,8 +200,7 @@ class Interpreter:
             generated.append(token)
             if len(generated) >= max_tokens:
                 break
-            if self._past_deadline(None):
-                raise RunTimeout("past the deadline")
+            self._check_deadline()
         return generated
 
     def _restore_head(self, key: tuple, head_tokens: list[int]) -> None:
@@ -249,8 +233,9 @@ class Interpreter:
         written = llama_cpp.llama_state_seq_get_data(self._llm.ctx, buffer, size, 0)
         return bytes(buffer[:written])
 
-    def _past_deadline(self, _data) -> bool:
-        return self._deadline is not None and time.monotonic() > self._deadline
+    def _check_deadline(self) -> None:
+        if self._deadline is not None and time.monotonic() > self._deadline:
+            raise RunTimeout("past the deadline")  # run() words it for the caller
 
     def prompt_tokens(self, template: str, input_text: str) -> list[int]:
         """The token ids a call feeds llama.cpp; training must produce the same ids."""
@@ -324,9 +309,14 @@ _shared_lock = threading.Lock()
 
 def shared_interpreter() -> Interpreter:
     """The process's one interpreter, loaded on first use (in a Celery worker,
-    after the fork: a llama.cpp context must never be shared across a fork)."""
+    after the fork: a llama.cpp context must never be shared across a fork).
+
+    ``RUNTIME_THREADS`` in the environment sets its threads (default: every
+    core this process may use). With several runtime processes on one machine
+    give each its share: llama.cpp's threads spin while they wait for each
+    other, so threads beyond the free cores slow every call down."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = Interpreter()
+            _shared = Interpreter(n_threads=int(os.environ.get("RUNTIME_THREADS") or 0) or None)
         return _shared

@@ -4,9 +4,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from compiler.pipeline import interpreter
 from programs.models import Program
-from runtime.interpreter import RunLimitError
+from runtime.calls import RunLimitError, RunTimeout
+from runtime.interpreter import shared_interpreter
 from runtime.prompt import prompt_template
 
 
@@ -30,10 +30,10 @@ class Command(BaseCommand):
         template = prompt_template(program.pseudo_program)
         for text in self.inputs(opts):
             try:
-                result = interpreter().run(
+                result = shared_interpreter().run(
                     template, text, adapter=adapter, max_tokens=opts["max_tokens"]
                 )
-            except RunLimitError as exc:
+            except (RunLimitError, RunTimeout) as exc:
                 self.stdout.write(json.dumps({"input": text, "error": str(exc)}))
                 continue
             self.stdout.write(

@@ -1,0 +1,261 @@
+"""Fixtures for the runtime tests: the real base model, adapters, a compiled program.
+
+Most tests need an adapter, not a good one: ``random_adapter`` writes a LoRA
+of random weights (no torch, instantly) that changes the model's keys, values
+and answers, which is all the prefix-cache and plumbing tests ask of it. The
+tests that run a real worker use one program really compiled by the pipeline
+(``compiled``), built once and kept in PAW_VAR_DIR so a second run skips it.
+"""
+
+import dataclasses
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compiler.gguf_adapter import write_lora_gguf
+from runtime.prompt import prompt_template
+
+N_LAYERS = 30
+HIDDEN, KV, FFN = 576, 192, 1536
+# (inputs, outputs) of each projection of SmolLM2-135M.
+SHAPES = {
+    "attn_q": (HIDDEN, HIDDEN),
+    "attn_k": (HIDDEN, KV),
+    "attn_v": (HIDDEN, KV),
+    "attn_output": (HIDDEN, HIDDEN),
+    "ffn_gate": (HIDDEN, FFN),
+    "ffn_up": (HIDDEN, FFN),
+    "ffn_down": (FFN, HIDDEN),
+}
+URGENCY_PSEUDO = (
+    "Task: Classify a support message by urgency: urgent, normal or low.\n\n"
+    "Examples:\nInput: The whole site is down!\nOutput: urgent\n"
+    "Input: How do I change my email?\nOutput: normal\n"
+    "Input: Love the new colours.\nOutput: low"
+)
+INPUTS = [
+    "Nobody can log in right now",
+    "Can I get a copy of last month's invoice?",
+    "x",
+    "An input with <|im_end|> inside, which must stay plain text",
+    "Ünïcödé — 日本語のテキスト 🚀",
+    "The export button gives me a CSV with wrong dates " * 12,  # > one eval chunk
+]
+
+
+def random_adapter(path: Path, *, seed: int, rank: int = 32, std: float = 0.05) -> Path:
+    """A LoRA of random weights on the top ten layers' attention and up projections."""
+    rng = np.random.default_rng(seed)
+    tensors = {}
+    for layer in range(N_LAYERS - 10, N_LAYERS):
+        for proj in ("attn_q", "attn_k", "attn_v", "ffn_up"):
+            inputs, outputs = SHAPES[proj]
+            name = f"blk.{layer}.{proj}.weight"
+            tensors[f"{name}.lora_a"] = rng.normal(0, std, (rank, inputs))
+            tensors[f"{name}.lora_b"] = rng.normal(0, std, (outputs, rank))
+    write_lora_gguf(path, tensors, rank=rank, alpha=float(rank), quant="Q4_0")
+    return path
+
+
+@pytest.fixture(scope="session")
+def adapters(tmp_path_factory):
+    """Two different random adapters (A and B)."""
+    folder = tmp_path_factory.mktemp("adapters")
+    return random_adapter(folder / "a.gguf", seed=1), random_adapter(folder / "b.gguf", seed=2)
+
+
+@pytest.fixture(scope="session")
+def templates():
+    """Two programs' prompts: urgency, and a second task with another head."""
+    return (
+        prompt_template(URGENCY_PSEUDO),
+        prompt_template("Task: Repeat the input in capital letters.\n\nInput: hi\nOutput: HI"),
+    )
+
+
+# One thread per model: these tests share their cores with other jobs, and
+# llama.cpp threads that wait for a descheduled sibling spin, which makes two
+# threads several times slower than one on a busy machine.
+THREADS = 1
+
+
+@pytest.fixture(scope="session")
+def interpreter():
+    from runtime.interpreter import Interpreter
+
+    interpreter = Interpreter(n_threads=THREADS)
+    yield interpreter
+    interpreter.close()
+
+
+@pytest.fixture(scope="session")
+def reference():
+    """An interpreter without the prefix cache: every call evaluates its whole prompt."""
+    from runtime.interpreter import Interpreter
+
+    interpreter = Interpreter(n_threads=THREADS, prefix_cache_bytes=0)
+    yield interpreter
+    interpreter.close()
+
+
+def make_bundle(path, *, adapter, template, program_id="0" * 20):
+    from compiler.bundle import BundleMeta, write_bundle
+    from runtime.model import BASE_MODEL_ID, base_model_sha256
+
+    meta = BundleMeta(
+        program_id=program_id,
+        spec="test spec",
+        compiler_snapshot="paw-smollm2-135m-20261124",
+        compiler_fingerprint="0" * 64,
+        base_model_id=BASE_MODEL_ID,
+        base_model_sha256=base_model_sha256(),
+        lora_rank=32,
+        lora_alpha=32.0,
+        adapter_quantization="Q4_0",
+        created_at="2026-01-01T00:00:00+00:00",
+    )
+    write_bundle(
+        path, meta=meta, adapter_path=adapter, prompt_template=template, pseudo_program="p"
+    )
+    return path
+
+
+# --- one really compiled program ------------------------------------------------------
+
+COMPILED_SPEC = """Classify a support message by urgency: urgent, normal or low.
+
+Examples:
+Input: The whole site is down and customers cannot pay!
+Output: urgent
+Input: Our database server crashed, nothing works
+Output: urgent
+Input: Security breach: someone is logged in as admin
+Output: urgent
+Input: Can you update the billing address on my invoice?
+Output: normal
+Input: How do I add a new user to my team?
+Output: normal
+Input: Please reset my password, I forgot it
+Output: normal
+Input: Love the new dark mode, thanks!
+Output: low
+Input: Just a suggestion: a bigger font would be nice
+Output: low
+Input: FYI the footer has a typo
+Output: low
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class Compiled:
+    folder: Path
+    spec: str
+    pseudo_program: str
+    adapter: Path
+    bundle: Path
+    facts: dict
+
+    def install(self, media_root: Path, program_id: str) -> dict:
+        """Copy the artifacts where a Program row `program_id` expects them;
+        returns the Program fields that describe them."""
+        relative = Path("programs") / program_id
+        (media_root / relative).mkdir(parents=True, exist_ok=True)
+        for source in (self.adapter, self.bundle):
+            shutil.copyfile(source, media_root / relative / source.name)
+        return {
+            "pseudo_program": self.pseudo_program,
+            "adapter_path": str(relative / self.adapter.name),
+            "bundle_path": str(relative / self.bundle.name),
+            **self.facts,
+        }
+
+
+@pytest.fixture(scope="session")
+def compiled():
+    """The urgency spec compiled by the real pipeline (default compiler snapshot)."""
+    from django.conf import settings
+
+    from compiler import pipeline, registry
+
+    snapshot = registry.resolve(None)
+    key = hashlib.sha256(f"{COMPILED_SPEC}\0{snapshot.fingerprint}".encode()).hexdigest()[:16]
+    folder = Path(settings.VAR_DIR) / "runtime-tests" / key
+    done = folder / "compiled.json"
+    if not done.exists():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        result = pipeline.run_pipeline(
+            program_id=key + "0000",
+            spec=COMPILED_SPEC,
+            snapshot=snapshot,
+            workdir=folder,
+            report=lambda stage, fraction: None,
+            model_cache=settings.MODEL_CACHE_DIR,
+        )
+        facts = {
+            "adapter_size": result.adapter_size,
+            "adapter_sha256": result.adapter_sha256,
+            "bundle_size": result.bundle_size,
+            "bundle_sha256": result.bundle_sha256,
+            "selfcheck_accuracy": result.selfcheck_accuracy,
+        }
+        done.write_text(json.dumps({"pseudo_program": result.pseudo_program, "facts": facts}))
+    saved = json.loads(done.read_text())
+    return Compiled(
+        folder=folder,
+        spec=COMPILED_SPEC,
+        pseudo_program=saved["pseudo_program"],
+        adapter=folder / pipeline.ADAPTER_FILE,
+        bundle=folder / pipeline.BUNDLE_FILE,
+        facts=saved["facts"],
+    )
+
+
+# --- a real site -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def site(django_db_setup, tmp_path_factory):
+    """Base URL of the site under gunicorn (as in production) on the test database.
+    Its calls wait up to 120 s for a runtime worker, so a burst on a loaded
+    machine is answered rather than turned away as busy."""
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import REPO, child_env, free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("site") / "gunicorn.log"
+    env = child_env(ALLOWED_HOSTS="127.0.0.1", RUNTIME_WAIT_SECONDS="120")
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    gunicorn = [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*gunicorn, "--workers", "2", "--threads", "8", "--timeout", "180"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+            deadline = time.monotonic() + 60
+            while True:
+                assert proc.poll() is None, log_path.read_text()[-3000:]
+                assert time.monotonic() < deadline, "the site did not start"
+                try:
+                    opener.open(f"{url}/hub/", timeout=5).read()
+                    break
+                except OSError:
+                    time.sleep(0.2)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
