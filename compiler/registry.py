@@ -66,6 +66,8 @@ SMOLLM2_TRAINING = {
     "max_input_tokens": 128,
     "max_output_tokens": 64,
     "seed": 0,
+    # Spelled out, not left to TrainingParams' defaults, so the fingerprint covers it.
+    "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
 }
 
 SNAPSHOTS = [
