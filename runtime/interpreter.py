@@ -184,9 +184,10 @@ class Interpreter:
         else:
             self._llm.reset()
             prompt = head_tokens + suffix
-        # A long prompt goes in pieces so the deadline is checked between them.
-        # (llama.cpp's abort callback would check it inside a decode, but a
-        # Python callback there runs thousands of times a call and doubles its cost.)
+        # A long prompt (and a long head, in _restore_head) goes in pieces so the
+        # deadline is checked between them. (llama.cpp's abort callback would check
+        # it inside a decode, but a Python callback there runs thousands of times a
+        # call and doubled its cost.)
         while len(prompt) > EVAL_CHUNK_TOKENS:
             self._llm.eval(prompt[:EVAL_CHUNK_TOKENS])
             prompt = prompt[EVAL_CHUNK_TOKENS:]
@@ -223,7 +224,9 @@ class Interpreter:
             llm.input_ids[: len(head_tokens)] = head_tokens
             llm.n_tokens = len(head_tokens)
         else:
-            llm.eval(head_tokens)
+            for start in range(0, len(head_tokens), EVAL_CHUNK_TOKENS):
+                llm.eval(head_tokens[start : start + EVAL_CHUNK_TOKENS])
+                self._check_deadline()
             self.prefix_cache.put(key, self._sequence_state())
         self._resident = key
 

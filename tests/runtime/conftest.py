@@ -77,17 +77,11 @@ def templates():
     )
 
 
-# One thread per model: these tests share their cores with other jobs, and
-# llama.cpp threads that wait for a descheduled sibling spin, which makes two
-# threads several times slower than one on a busy machine.
-THREADS = 1
-
-
 @pytest.fixture(scope="session")
 def interpreter():
     from runtime.interpreter import Interpreter
 
-    interpreter = Interpreter(n_threads=THREADS)
+    interpreter = Interpreter()
     yield interpreter
     interpreter.close()
 
@@ -97,7 +91,7 @@ def reference():
     """An interpreter without the prefix cache: every call evaluates its whole prompt."""
     from runtime.interpreter import Interpreter
 
-    interpreter = Interpreter(n_threads=THREADS, prefix_cache_bytes=0)
+    interpreter = Interpreter(prefix_cache_bytes=0)
     yield interpreter
     interpreter.close()
 
@@ -213,6 +207,77 @@ def compiled():
         bundle=folder / pipeline.BUNDLE_FILE,
         facts=saved["facts"],
     )
+
+
+# --- the compiled program on the site, and what it says when run locally ------------------
+
+URGENCY_INPUTS = [
+    "Nobody can log in and the shop is losing orders right now",
+    "Where can I download last month's invoice?",
+    "The new logo looks great, well done",
+    "My CSV export has the wrong dates",
+    "Someone is using our admin account and changing passwords!",
+]
+
+
+@pytest.fixture(scope="module")
+def runtime_worker(django_db_setup, tmp_path_factory):
+    """A real worker on the runtime queue (and the default one, for its readiness ping)."""
+    from tests.conftest import WorkerProcess
+
+    worker = WorkerProcess(
+        tmp_path_factory.mktemp("worker") / "worker.log",
+        queues="default,runtime",
+    )
+    try:
+        worker.start()
+        yield worker
+    finally:
+        worker.stop()
+
+
+@pytest.fixture
+def compiled_program(compiled, user):
+    """A ready Program row for `compiled`, its files in MEDIA_ROOT."""
+    from django.conf import settings
+
+    from programs.models import Program
+    from tests.factories import ProgramFactory
+
+    program = ProgramFactory(owner=user, name="Urgency", spec=compiled.spec)
+    fields = compiled.install(settings.MEDIA_ROOT, program.pk)
+    Program.objects.filter(pk=program.pk).update(**fields)
+    program.refresh_from_db()
+    return program
+
+
+@pytest.fixture(scope="module")
+def local_outputs(compiled, tmp_path_factory):
+    """`python -m runtime run` on the bundle for URGENCY_INPUTS, in a process
+    without Django settings, keyed by input."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    folder = tmp_path_factory.mktemp("local")
+    inputs = folder / "inputs.jsonl"
+    inputs.write_text("".join(json.dumps({"input": x}) + "\n" for x in URGENCY_INPUTS))
+    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run(
+        [sys.executable, "-m", "runtime", "run", str(compiled.bundle), "--inputs", str(inputs)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+    )
+    return {
+        answer["input"]: answer["output"]
+        for answer in map(json.loads, done.stdout.split("\n")[:-1])
+    }
 
 
 # --- a real site -------------------------------------------------------------------------

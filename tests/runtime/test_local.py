@@ -12,7 +12,7 @@ import pytest
 import runtime
 from compiler.bundle import BundleError
 from tests.conftest import REPO
-from tests.runtime.conftest import THREADS, make_bundle
+from tests.runtime.conftest import make_bundle
 
 INPUTS = ["Nobody can log in right now", "x"]
 
@@ -30,7 +30,6 @@ def without_django():
     """A process environment in which importing Django fails."""
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["PYTHONPATH"] = str(REPO / "tests" / "runtime" / "no_django")
-    env["RUNTIME_THREADS"] = str(THREADS)
     return env
 
 

@@ -9,7 +9,7 @@ import pytest
 from runtime.calls import RunLimitError, RunTimeout
 from runtime.interpreter import Interpreter, PrefixCache
 from runtime.prompt import split
-from tests.runtime.conftest import INPUTS, THREADS
+from tests.runtime.conftest import INPUTS
 
 MAX_TOKENS = 6
 
@@ -59,7 +59,7 @@ def test_a_warm_call_evaluates_only_its_input(interpreter, adapters, templates):
 
 
 def test_the_cache_is_bounded_by_bytes(reference, adapters, templates):
-    small = Interpreter(n_threads=THREADS, prefix_cache_bytes=4 * 1024 * 1024)  # 1-2 heads
+    small = Interpreter(prefix_cache_bytes=4 * 1024 * 1024)  # room for one or two heads
     try:
         calls = [(t, a, "Nobody can log in") for t in templates for a in adapters] * 2
         assert answers(small, calls) == answers(reference, calls[:4]) * 2

@@ -4,12 +4,9 @@ locally; a burst of 50 "Try it" calls is answered right; a worker killed in
 the middle of a call costs that call only."""
 
 import html
-import json
 import os
 import re
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,81 +20,31 @@ import pytest
 from django.conf import settings
 from django.test import Client
 
-from programs.models import Case, Program
+from programs.models import Case
 from runtime import services, tasks
-from tests.conftest import REPO, WorkerProcess
-from tests.factories import ProgramFactory
-from tests.runtime.conftest import THREADS
+from tests.runtime.conftest import URGENCY_INPUTS
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.worker, pytest.mark.slow]
 
-URGENCY_INPUTS = [
-    "Nobody can log in and the shop is losing orders right now",
-    "Where can I download last month's invoice?",
-    "The new logo looks great, well done",
-    "My CSV export has the wrong dates",
-    "Someone is using our admin account and changing passwords!",
-]
 
-
-@pytest.fixture(scope="module")
-def celery_worker(django_db_setup, tmp_path_factory):
-    """A real worker on the runtime queue (and the default one, for its readiness
-    ping), one thread per model as in the other runtime tests."""
-    worker = WorkerProcess(
-        tmp_path_factory.mktemp("worker") / "worker.log",
-        queues="default,runtime",
-        RUNTIME_THREADS=THREADS,
-    )
-    try:
-        worker.start()
-        yield worker
-    finally:
-        worker.stop()
+# The "Try it" box's answer (the page has other <output> elements, e.g. the score).
+ANSWER = re.compile(r'<pre class="output"><output[^>]*>(.*?)</output>', re.S)
 
 
 @pytest.fixture
-def program(compiled, user):
-    program = ProgramFactory(owner=user, name="Urgency", spec=compiled.spec)
-    fields = compiled.install(settings.MEDIA_ROOT, program.pk)
-    Program.objects.filter(pk=program.pk).update(**fields)
-    program.refresh_from_db()
-    return program
-
-
-@pytest.fixture(scope="module")
-def local_outputs(compiled, tmp_path_factory):
-    """`python -m runtime run` on the bundle for URGENCY_INPUTS, in a process
-    without Django settings, keyed by input."""
-    folder = tmp_path_factory.mktemp("local")
-    inputs = folder / "inputs.jsonl"
-    inputs.write_text("".join(json.dumps({"input": x}) + "\n" for x in URGENCY_INPUTS))
-    env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
-    env["RUNTIME_THREADS"] = str(THREADS)
-    done = subprocess.run(
-        [sys.executable, "-m", "runtime", "run", str(compiled.bundle), "--inputs", str(inputs)],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=True,
-    )
-    return {
-        answer["input"]: answer["output"]
-        for answer in map(json.loads, done.stdout.split("\n")[:-1])
-    }
+def program(compiled_program):
+    return compiled_program
 
 
 def tried(response):
     """The output shown by the "Try it" box."""
     assert response.status_code == 200, response.content.decode()[-2000:]
-    match = re.search(r"<output[^>]*>(.*?)</output>", response.content.decode(), re.S)
+    match = ANSWER.search(response.content.decode())
     return html.unescape(match.group(1))
 
 
 def test_the_site_and_a_downloaded_bundle_give_the_same_answers(
-    celery_worker, program, local_outputs, tmp_path
+    runtime_worker, program, local_outputs, tmp_path
 ):
     client = Client()
     download = client.get(f"/p/{program.pk}/download/bundle/")
@@ -119,7 +66,7 @@ def test_the_site_and_a_downloaded_bundle_give_the_same_answers(
     assert {"urgent", "low"} <= set(local_outputs.values())  # it is a real program
 
 
-def test_a_submitted_case_is_checked_by_the_runtime(celery_worker, program, user, local_outputs):
+def test_a_submitted_case_is_checked_by_the_runtime(runtime_worker, program, user, local_outputs):
     client = Client()
     client.force_login(user)
     text = URGENCY_INPUTS[0]
@@ -145,7 +92,7 @@ def pool_child(worker):
 
 
 def test_a_worker_killed_mid_call_fails_that_call_only(
-    celery_worker, program, monkeypatch, local_outputs
+    runtime_worker, program, monkeypatch, local_outputs
 ):
     sent = []
     apply_async = tasks.run_program.apply_async
@@ -174,7 +121,7 @@ def test_a_worker_killed_mid_call_fails_that_call_only(
         assert time.monotonic() < deadline, "the call never started"
         time.sleep(0.05)
     pid = sent[0].info["pid"]
-    assert pid == pool_child(celery_worker)
+    assert pid == pool_child(runtime_worker)
     time.sleep(0.5)
     os.kill(pid, signal.SIGKILL)
     caller.join(timeout=60)
@@ -184,7 +131,7 @@ def test_a_worker_killed_mid_call_fails_that_call_only(
     text = URGENCY_INPUTS[1]
     result = services.program_run(program=program, input_text=text)
     assert result.output == local_outputs[text]
-    assert pool_child(celery_worker) != pid
+    assert pool_child(runtime_worker) != pid
 
 
 class Browser:
@@ -218,18 +165,18 @@ class Browser:
 
 
 def test_fifty_concurrent_try_it_calls_are_all_answered_right(
-    celery_worker, site, program, user, local_outputs
+    runtime_worker, site, program, user, local_outputs
 ):
     browser = Browser(site, user)
     assert browser.open(program.get_absolute_url())[0] == 200  # sets the CSRF cookie
-    child = pool_child(celery_worker)
+    child = pool_child(runtime_worker)
     texts = [URGENCY_INPUTS[i % len(URGENCY_INPUTS)] for i in range(50)]
 
     def try_it(text):
         status, body = browser.open(
             f"/p/{program.pk}/try/", {"input": text}, headers={"HX-Request": "true"}
         )
-        match = re.search(r"<output[^>]*>(.*?)</output>", body, re.S)
+        match = ANSWER.search(body)
         return status, html.unescape(match.group(1)) if match else body
 
     started = time.monotonic()
@@ -237,4 +184,4 @@ def test_fifty_concurrent_try_it_calls_are_all_answered_right(
         answers = list(pool.map(try_it, texts))
     print(f"\n50 concurrent calls answered in {time.monotonic() - started:.1f} s")
     assert answers == [(200, local_outputs[text]) for text in texts]
-    assert celery_worker.proc.poll() is None and pool_child(celery_worker) == child
+    assert runtime_worker.proc.poll() is None and pool_child(runtime_worker) == child
