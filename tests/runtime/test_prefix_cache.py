@@ -25,23 +25,26 @@ def answers(interpreter, calls):
 
 
 @pytest.mark.slow  # ~40 s on 2 quiet cores: most calls evaluate the whole prompt
-def test_outputs_with_and_without_the_cache_are_identical(
-    interpreter, reference, adapters, templates
-):
+def test_outputs_with_and_without_the_cache_are_identical(reference, adapters, templates):
     # Every input under every (program, adapter) pair, in an order that switches
     # adapter and head on every call, then again in another order.
     programs = list(itertools.product(templates, [*adapters, None]))
     calls = [(t, a, x) for x in INPUTS for t, a in programs]
     expected = dict(zip(calls, answers(reference, calls), strict=True))
     again = [(t, a, x) for t, a in reversed(programs) for x in INPUTS]
-    assert answers(interpreter, calls + again) == [expected[c] for c in calls + again]
+    cached = Interpreter()
+    try:
+        assert answers(cached, calls + again) == [expected[c] for c in calls + again]
+        # Each (head, adapter) was computed once, then restored or kept.
+        assert cached.prefix_cache.misses == len(cached.prefix_cache) == len(programs)
+    finally:
+        cached.close()
     # The adapters matter, so a head computed under one is never valid for another.
     by_adapter = {
         adapter: tuple(out for (_, a, _), out in expected.items() if a == adapter)
         for adapter in [*adapters, None]
     }
     assert len(set(by_adapter.values())) == 3
-    assert len(interpreter.prefix_cache) == len(programs)
 
 
 def test_a_warm_call_evaluates_only_its_input(interpreter, adapters, templates):
