@@ -1,11 +1,14 @@
 """Shared fixtures: users, and real processes (a celery worker, a live site) that
 talk to the same test database and broker as the test itself."""
 
+import contextlib
 import os
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from urllib.parse import quote
 
@@ -71,6 +74,52 @@ def child_env(**extra):
     )
     env.update({k: str(v) for k, v in extra.items()})
     return env
+
+
+@contextlib.contextmanager
+def site_process(log_path, ready_path, without=(), **env):
+    """The site under gunicorn (as in the Procfile) on the test database; yields
+    its base URL once `ready_path` answers, and stops it on exit. `without`
+    names variables of this process the site must not inherit."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    # The site is reached, and reaches local fakes, directly: never through a proxy.
+    env = child_env(NO_PROXY="127.0.0.1,localhost", no_proxy="127.0.0.1,localhost", **env)
+    for name in without:
+        env.pop(name, None)
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
+            + ["--workers", "1", "--threads", "4", "--access-logfile", "-"],
+            cwd=REPO,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            _wait_until_serving(proc, url + ready_path, log_path)
+            yield url
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _wait_until_serving(proc, ready_url, log_path, timeout=60):
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the site exited early:\n{log_path.read_text()[-3000:]}")
+        try:
+            with opener.open(ready_url, timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.2)
+    raise TimeoutError(f"the site did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
 
 
 class WorkerProcess:

@@ -6,9 +6,6 @@ import json
 import secrets
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 import zipfile
 
 import pytest
@@ -17,7 +14,7 @@ from accounts.models import ApiKey
 from compiler import services
 from compiler.models import CompileJob
 from programs.models import Program
-from tests.conftest import REPO, WorkerProcess, child_env, free_port
+from tests.conftest import REPO, WorkerProcess, child_env, site_process
 from tests.factories import UserFactory
 
 CLIENT = REPO / "examples" / "client.py"
@@ -35,51 +32,17 @@ def media_root(tmp_path_factory):
 @pytest.fixture(scope="module")
 def live_api(django_db_setup, tmp_path_factory, media_root):
     """Base URL of the site under gunicorn, sharing the test database and media."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("live_api") / "gunicorn.log"
-    env = child_env(
+    with site_process(
+        log_path,
+        "/api/v1/health",
         DEBUG="false",
         SECRET_KEY="api-tests-" + secrets.token_hex(24),
         ALLOWED_HOSTS="127.0.0.1",
         MEDIA_ROOT=str(media_root),
         DOWNLOADS_X_ACCEL_REDIRECT_PREFIX="",
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "1", "--threads", "4"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_serving(proc, f"{url}/api/v1/health", log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_until_serving(proc, health_url, log_path, timeout=60):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the site exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            with opener.open(health_url, timeout=5):
-                return
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-    raise TimeoutError(f"the site did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+    ) as url:
+        yield url
 
 
 def run_client(live_api, out, *args):

@@ -12,10 +12,7 @@ import html
 import json
 import os
 import secrets
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,7 +22,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from playwright.sync_api import expect
 
-from tests.conftest import REPO, child_env, free_port
+from tests.conftest import REPO, site_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -211,10 +208,11 @@ def live_site(django_db_setup, fake_github_server, tmp_path_factory):
     Package-scoped so it starts once for the browser tests and stops before
     the test database is dropped.
     """
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("live_site") / "gunicorn.log"
-    env = child_env(
+    with site_process(
+        log_path,
+        "/accounts/login/",
+        without=[ASYNC_UNSAFE],  # only ever meant for this process (see `browser`)
         DEBUG="false",
         SECRET_KEY="browser-tests-" + secrets.token_hex(24),
         ALLOWED_HOSTS="127.0.0.1",
@@ -222,60 +220,12 @@ def live_site(django_db_setup, fake_github_server, tmp_path_factory):
         GITHUB_URL=fake_github_server.url,
         GITHUB_CLIENT_ID=fake_github_server.client_id,
         GITHUB_CLIENT_SECRET=fake_github_server.client_secret,
-        # The site calls the fake GitHub directly, never through a proxy.
-        NO_PROXY="127.0.0.1,localhost",
-        no_proxy="127.0.0.1,localhost",
-    )
-    env.pop(ASYNC_UNSAFE, None)  # only ever meant for this process (see `browser`)
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "paw_site.wsgi",
-                "--bind",
-                f"127.0.0.1:{port}",
-                "--workers",
-                "1",
-                "--threads",
-                "4",
-                "--access-logfile",
-                "-",
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_until_serving(proc, f"{url}/accounts/login/", log_path)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def _wait_until_serving(proc, login_url, log_path, timeout=60):
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the site exited early:\n{log_path.read_text()[-3000:]}")
-        try:
-            with opener.open(login_url, timeout=5) as response:
-                page = response.read().decode()
-        except (urllib.error.URLError, ConnectionError, TimeoutError):
-            time.sleep(0.2)
-            continue
-        if "Sign in with GitHub" not in page:
-            raise RuntimeError("the site started without the GitHub app configured")
-        return
-    raise TimeoutError(f"the site did not answer in {timeout}s:\n{log_path.read_text()[-3000:]}")
+    ) as url:
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(url + "/accounts/login/", timeout=10) as response:
+            if "Sign in with GitHub" not in response.read().decode():
+                raise RuntimeError("the site started without the GitHub app configured")
+        yield url
 
 
 @pytest.fixture(scope="package")
