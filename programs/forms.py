@@ -65,6 +65,11 @@ class CaseForm(forms.ModelForm):
 class TryForm(forms.Form):
     """The program page's "Try it" box."""
 
+    def __init__(self, *args, **kwargs):
+        # Its own ids: the case form on the same page has an `input` field too.
+        kwargs.setdefault("auto_id", "id_try_%s")
+        super().__init__(*args, **kwargs)
+
     input = forms.CharField(
         max_length=MAX_INPUT_CHARS,
         widget=forms.Textarea(attrs={"rows": 3}),

@@ -69,11 +69,13 @@ def test_a_visitor_finds_judges_and_downloads_a_program_then_a_moderator_hides_i
     expect(page.get_by_role("button", name="Vote up")).to_have_attribute("aria-pressed", "true")
 
     # A case, then a report.
-    page.get_by_text("Add a case").click()
-    page.get_by_label("Input").fill("printer on fire")
-    page.get_by_label("Expected output").fill("urgent")
-    page.get_by_label("Type").select_option("edge_case")
-    page.get_by_role("button", name="Add case").click()
+    # Within the cases section: the Try it box above has an "Input" field too.
+    cases = page.locator("#cases")
+    cases.get_by_text("Add a case").click()
+    cases.get_by_label("Input").fill("printer on fire")
+    cases.get_by_label("Expected output").fill("urgent")
+    cases.get_by_label("Type").select_option("edge_case")
+    cases.get_by_role("button", name="Add case").click()
     expect(page.get_by_text("your case was added")).to_be_visible()
     expect(page.locator(".case-group-edge_case")).to_contain_text("printer on fire")
 
