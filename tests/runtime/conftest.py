@@ -285,42 +285,13 @@ def local_outputs(compiled, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def site(django_db_setup, tmp_path_factory):
-    """Base URL of the site under gunicorn (as in production) on the test database.
-    Its calls wait up to 120 s for a runtime worker, so a burst on a loaded
-    machine is answered rather than turned away as busy."""
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    """Base URL of the site under gunicorn on the test database. Its calls wait
+    up to 120 s for a runtime worker, so a burst on a loaded machine is
+    answered rather than turned away as busy."""
+    from tests.conftest import site_process
 
-    from tests.conftest import REPO, child_env, free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
     log_path = tmp_path_factory.mktemp("site") / "gunicorn.log"
-    env = child_env(ALLOWED_HOSTS="127.0.0.1", RUNTIME_WAIT_SECONDS="120")
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    gunicorn = [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [*gunicorn, "--workers", "2", "--threads", "8", "--timeout", "180"],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-            deadline = time.monotonic() + 60
-            while True:
-                assert proc.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the site did not start"
-                try:
-                    opener.open(f"{url}/hub/", timeout=5).read()
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+    with site_process(
+        log_path, "/hub/", without=["DJANGO_ALLOW_ASYNC_UNSAFE"], RUNTIME_WAIT_SECONDS="120"
+    ) as url:
+        yield url
