@@ -77,10 +77,11 @@ def child_env(**extra):
 
 
 @contextlib.contextmanager
-def site_process(log_path, ready_path, without=(), **env):
+def site_process(log_path, ready_path, without=(), gunicorn_args=(), **env):
     """The site under gunicorn (as in the Procfile) on the test database; yields
     its base URL once `ready_path` answers, and stops it on exit. `without`
-    names variables of this process the site must not inherit."""
+    names variables of this process the site must not inherit; `gunicorn_args`
+    come last, so they override the defaults."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     # The site is reached, and reaches local fakes, directly: never through a proxy.
@@ -90,7 +91,7 @@ def site_process(log_path, ready_path, without=(), **env):
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "1", "--threads", "4", "--access-logfile", "-"],
+            + ["--workers", "1", "--threads", "4", "--access-logfile", "-", *gunicorn_args],
             cwd=REPO,
             env=env,
             stdout=log,

@@ -292,6 +292,11 @@ def site(django_db_setup, tmp_path_factory):
 
     log_path = tmp_path_factory.mktemp("site") / "gunicorn.log"
     with site_process(
-        log_path, "/hub/", without=["DJANGO_ALLOW_ASYNC_UNSAFE"], RUNTIME_WAIT_SECONDS="120"
+        log_path,
+        "/hub/",
+        without=["DJANGO_ALLOW_ASYNC_UNSAFE"],
+        # Room for the 50-request burst, and no worker timeout while calls wait.
+        gunicorn_args=["--workers", "2", "--threads", "8", "--timeout", "180"],
+        RUNTIME_WAIT_SECONDS="120",
     ) as url:
         yield url
