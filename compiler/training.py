@@ -32,7 +32,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from runtime.interpreter import available_cores
+from runtime.cores import available_cores
 from runtime.model import base_model_path, base_model_sha256
 from runtime.prompt import END_OF_TURN, prompt_template, split
 

@@ -40,6 +40,7 @@ from runtime.calls import (  # noqa: F401 (the bounds are part of this module's 
     RunTimeout,
     check_request,
 )
+from runtime.cores import available_cores
 from runtime.model import base_model_path
 from runtime.prompt import split
 
@@ -54,14 +55,6 @@ DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
 
 class AdapterLoadError(RuntimeError):
     """llama.cpp refused an adapter that passed validation."""
-
-
-def available_cores() -> int:
-    """CPU cores this process may use (the affinity mask, not the machine's count)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 class PrefixCache:
