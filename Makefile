@@ -8,14 +8,16 @@ DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: help install run migrate test test-fast lint format bench clean
+.PHONY: help install run migrate test test-fast lint format bench bench-quick clean
 
 help:
 	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make test-fast  the suite without the slow model tests"
 	@echo "make lint       ruff check + format check"
+	@echo "make bench      run every benchmark, write benchmarks/RESULTS.md (bench-quick: short runs)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +57,13 @@ lint: install
 format: install
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
+
+# Needs PostgreSQL and Redis (hub and load benchmarks); see benchmarks/report.py.
+bench: install
+	$(BIN)/python benchmarks/report.py $(BENCH_ARGS)
+
+bench-quick: install
+	$(BIN)/python benchmarks/report.py --quick $(BENCH_ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache
