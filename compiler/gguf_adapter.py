@@ -124,6 +124,41 @@ def permute_rope_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
     )
 
 
+def unpermute_rope_rows(weights: np.ndarray, n_head: int) -> np.ndarray:
+    """The inverse of ``permute_rope_rows``: GGUF's interleaved rows back to Hugging Face order."""
+    return (
+        weights.reshape(n_head, weights.shape[0] // n_head // 2, 2, *weights.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weights.shape)
+    )
+
+
+def read_lora_gguf(
+    path: Path | str, *, n_head: int = N_HEAD, n_kv_head: int = N_KV_HEAD
+) -> tuple[dict[str, np.ndarray], float]:
+    """An adapter's tensors as float32 in Hugging Face row order, and its alpha.
+
+    The inverse of ``write_lora_gguf`` up to its quantization: what comes back
+    is exactly what llama.cpp computes with. Only for a file that passed
+    ``inspect_lora_gguf``.
+    """
+    reader = gguf.GGUFReader(path, "r")
+    alpha = _float_field(reader, gguf.Keys.Adapter.LORA_ALPHA)
+    tensors = {}
+    for tensor in reader.tensors:
+        match = _TENSOR_NAME.fullmatch(tensor.name)
+        if match is None:
+            raise AdapterError(f"unexpected tensor {tensor.name!r}")
+        rows, columns = int(tensor.shape[1]), int(tensor.shape[0])  # ne is innermost first
+        values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
+        values = np.asarray(values, dtype=np.float32).reshape(rows, columns)
+        proj, half = match.group(2), match.group(3)
+        if half == "b" and proj in ("attn_q", "attn_k"):
+            values = unpermute_rope_rows(values, n_head if proj == "attn_q" else n_kv_head)
+        tensors[tensor.name] = values
+    return tensors, alpha
+
+
 def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:
     """Validate an untrusted adapter against the base GGUF before llama.cpp sees it.
 
