@@ -35,6 +35,12 @@ def prompt_template(pseudo_program: str) -> str:
         f"[PSEUDO_PROGRAM]\n{pseudo_program.strip()}\n[END_PSEUDO_PROGRAM]\n\n"
         f"[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]"
     )
+    return chat_template(user_turn)
+
+
+def chat_template(user_turn: str) -> str:
+    """``user_turn`` as the user turn of the chat, after the fixed system turn (the
+    compile engines draft pseudo-programs with it)."""
     return f"{_HEAD}{user_turn}{_TAIL}"
 
 
