@@ -221,6 +221,9 @@ COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", def
 COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
 # The dequantized Hugging Face copy of the base model the trainer loads (built once).
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")))
+# Offer the vLLM compilers: their jobs go to the `compile_gpu` queue, which only
+# workers on GPU hosts (with vLLM installed) consume.
+PAW_ENABLE_VLLM = env.bool("PAW_ENABLE_VLLM", default=False)
 # Running programs ("Try it", POST /infer, case checks) on the `runtime` queue:
 # seconds one call may run in a worker before it is stopped, and seconds the
 # site waits for an answer (a call still queued after that is dropped unrun).
