@@ -77,9 +77,10 @@ def child_env(**extra):
 
 
 @contextlib.contextmanager
-def site_process(log_path, ready_path, without=(), gunicorn_args=(), **env):
+def site_process(log_path, ready_path, without=(), gunicorn_args=(), ready_headers=None, **env):
     """The site under gunicorn (as in the Procfile) on the test database; yields
-    its base URL once `ready_path` answers, and stops it on exit. `without`
+    its base URL once `ready_path` answers (asked with `ready_headers`, e.g. a
+    proxy's Host and X-Forwarded-Proto), and stops it on exit. `without`
     names variables of this process the site must not inherit; `gunicorn_args`
     come last, so they override the defaults."""
     port = free_port()
@@ -98,7 +99,7 @@ def site_process(log_path, ready_path, without=(), gunicorn_args=(), **env):
             stderr=subprocess.STDOUT,
         )
         try:
-            _wait_until_serving(proc, url + ready_path, log_path)
+            _wait_until_serving(proc, url + ready_path, log_path, ready_headers or {})
             yield url
         finally:
             proc.terminate()
@@ -109,14 +110,14 @@ def site_process(log_path, ready_path, without=(), gunicorn_args=(), **env):
                 proc.wait()
 
 
-def _wait_until_serving(proc, ready_url, log_path, timeout=60):
+def _wait_until_serving(proc, ready_url, log_path, headers, timeout=60):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the site exited early:\n{log_path.read_text()[-3000:]}")
         try:
-            with opener.open(ready_url, timeout=5):
+            with opener.open(urllib.request.Request(ready_url, headers=headers), timeout=5):
                 return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             time.sleep(0.2)

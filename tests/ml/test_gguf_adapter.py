@@ -5,44 +5,13 @@ the tests that run adapters in llama.cpp are in test_interpreter.py.
 """
 
 import re
-import struct
 
 import gguf
 import numpy as np
 import pytest
 
-from compiler.gguf_adapter import (
-    MAX_ADAPTER_BYTES,
-    MAX_RANK,
-    PROJECTIONS,
-    AdapterError,
-    inspect_lora_gguf,
-    write_lora_gguf,
-)
-
-# (inputs, outputs) of SmolLM2-135M's projections.
-DIMS = {
-    "attn_q": (576, 576),
-    "attn_k": (576, 192),
-    "attn_v": (576, 192),
-    "attn_output": (576, 576),
-    "ffn_gate": (576, 1536),
-    "ffn_up": (576, 1536),
-    "ffn_down": (1536, 576),
-}
-
-
-def lora(layers=(28, 29), rank=32, seed=0, projections=PROJECTIONS) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    tensors = {}
-    for i in layers:
-        for proj in projections:
-            n_in, n_out = DIMS[proj]
-            tensors[f"blk.{i}.{proj}.weight.lora_a"] = rng.standard_normal((rank, n_in), np.float32)
-            tensors[f"blk.{i}.{proj}.weight.lora_b"] = rng.standard_normal(
-                (n_out, rank), np.float32
-            )
-    return tensors
+from compiler.gguf_adapter import AdapterError, inspect_lora_gguf, write_lora_gguf
+from tests.ml.corpus import lora, malformed_adapters, oversized_adapter, raw_gguf, small_lora
 
 
 def read_back(path) -> dict[str, np.ndarray]:
@@ -130,35 +99,6 @@ def test_inspect_accepts_what_the_writer_writes(tmp_path, base_gguf, quant):
 
 # --- The validator against malformed files -------------------------------------------
 
-ADAPTER_FIELDS = {"general.type": "adapter", "adapter.type": "lora", "adapter.lora.alpha": 32.0}
-
-
-def raw_gguf(path, tensors, *, arch="llama", fields=ADAPTER_FIELDS):
-    """Write any GGUF, valid or not, without the writer's own checks."""
-    writer = gguf.GGUFWriter(path, arch=arch)
-    for key, value in fields.items():
-        if isinstance(value, str):
-            writer.add_string(key, value)
-        elif isinstance(value, float):
-            writer.add_float32(key, value)
-        else:
-            writer.add_uint32(key, value)
-    for name, data in tensors.items():
-        writer.add_tensor(name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-def without(mapping, key):
-    return {k: v for k, v in mapping.items() if k != key}
-
-
-def small_lora(**kwargs):
-    return {k: v.astype(np.float16) for k, v in lora(layers=(29,), **kwargs).items()}
-
 
 def test_the_valid_baseline_passes(tmp_path, base_gguf):
     assert (
@@ -166,93 +106,9 @@ def test_the_valid_baseline_passes(tmp_path, base_gguf):
     )
 
 
-def malformed_files(tmp_path):
-    """(description, path, expected message) for a corpus of broken adapters."""
-    good = small_lora()
-    ok_path = raw_gguf(tmp_path / "ok.gguf", good)
-    ok_bytes = ok_path.read_bytes()
-    cases = []
-
-    def file(name, data):
-        path = tmp_path / name
-        path.write_bytes(data)
-        return path
-
-    def bad(name, message, tensors=good, **kwargs):
-        cases.append((name, raw_gguf(tmp_path / f"{name}.gguf", tensors, **kwargs), message))
-
-    cases += [
-        ("empty", file("empty", b""), "bad magic or truncated"),
-        ("not gguf", file("junk", b"PK\x03\x04" + bytes(100)), "bad magic"),
-        ("header only", file("header", ok_bytes[:20]), "truncated header"),
-        ("truncated half", file("half", ok_bytes[: len(ok_bytes) // 2]), "past the end|readable"),
-        ("truncated tail", file("tail", ok_bytes[:-7]), "past the end|readable"),
-        ("bad version", file("v9", ok_bytes[:4] + struct.pack("<I", 9) + ok_bytes[8:]), "version"),
-        (
-            "absurd tensor count",
-            file("count", ok_bytes[:8] + struct.pack("<Q", 1 << 60) + ok_bytes[16:]),
-            "claims",
-        ),
-        (
-            "absurd field count",
-            file("kv", ok_bytes[:16] + struct.pack("<Q", 1 << 40) + ok_bytes[24:]),
-            "metadata fields",
-        ),
-        (
-            "zero tensors",
-            file("zero", ok_bytes[:8] + struct.pack("<Q", 0) + ok_bytes[16:]),
-            "claims 0 tensors",
-        ),
-    ]
-    bad("model not adapter", "general.type", fields={**ADAPTER_FIELDS, "general.type": "model"})
-    bad("no general.type", "general.type", fields=without(ADAPTER_FIELDS, "general.type"))
-    bad("wrong arch", "architecture", arch="gemma3")
-    bad("control vector", "adapter.type", fields={**ADAPTER_FIELDS, "adapter.type": "cvec"})
-    bad("no alpha", "alpha", fields=without(ADAPTER_FIELDS, "adapter.lora.alpha"))
-    bad("alpha as int", "alpha", fields={**ADAPTER_FIELDS, "adapter.lora.alpha": 32})
-    bad("negative alpha", "alpha", fields={**ADAPTER_FIELDS, "adapter.lora.alpha": -1.0})
-    bad("nan alpha", "alpha", fields={**ADAPTER_FIELDS, "adapter.lora.alpha": float("nan")})
-    bad("missing lora_b", "has no lora_b", without(good, "blk.29.attn_q.weight.lora_b"))
-    bad("missing lora_a", "has no lora_a", without(good, "blk.29.ffn_up.weight.lora_a"))
-    wrong_in = {**good, "blk.29.attn_q.weight.lora_a": np.zeros((32, 577), np.float16)}
-    bad("wrong input dim", "do not fit", wrong_in)
-    wrong_out = {**good, "blk.29.attn_k.weight.lora_b": np.zeros((576, 32), np.float16)}
-    bad("k sized like q", "do not fit", wrong_out)
-    transposed = {**good, "blk.29.attn_v.weight.lora_a": np.zeros((576, 32), np.float16)}
-    bad("transposed lora_a", "do not fit", transposed)
-    pair_rank = {**good, "blk.29.attn_v.weight.lora_b": np.zeros((192, 16), np.float16)}
-    bad("pair rank mismatch", "rank", pair_rank)
-    mixed = {
-        **good,
-        "blk.29.attn_v.weight.lora_a": np.zeros((16, 576), np.float16),
-        "blk.29.attn_v.weight.lora_b": np.zeros((192, 16), np.float16),
-    }
-    bad("ranks disagree", "disagree", mixed)
-    big = lora(layers=(29,), rank=MAX_RANK + 1, projections=("attn_v",))
-    bad("rank too big", "outside", {k: v.astype(np.float16) for k, v in big.items()})
-    bad("layer 30", "base model lacks", {k.replace("blk.29", "blk.30"): v for k, v in good.items()})
-    bad(
-        "foreign tensor",
-        "unexpected tensor",
-        {**good, "token_embd.weight": np.zeros((8, 576), np.float16)},
-    )
-    bad(
-        "3-d tensor",
-        "do not fit",
-        {**good, "blk.29.attn_q.weight.lora_a": np.zeros((1, 32, 576), np.float16)},
-    )
-    ints = {**good, "blk.29.attn_q.weight.lora_a": np.zeros((32, 576), np.int32)}
-    bad("integer tensor", "unsupported type", ints)
-    nan = dict(good)
-    nan["blk.29.ffn_down.weight.lora_b"] = nan["blk.29.ffn_down.weight.lora_b"].copy()
-    nan["blk.29.ffn_down.weight.lora_b"][3, 3] = np.nan
-    bad("nan weight", "NaN", nan)
-    return cases
-
-
 def test_inspect_refuses_a_corpus_of_malformed_adapters(tmp_path, base_gguf):
     failures = []
-    for name, path, message in malformed_files(tmp_path):
+    for name, path, message in malformed_adapters(tmp_path):
         try:
             inspect_lora_gguf(path, base=base_gguf)
         except AdapterError as exc:
@@ -266,12 +122,8 @@ def test_inspect_refuses_a_corpus_of_malformed_adapters(tmp_path, base_gguf):
 
 
 def test_inspect_refuses_oversized_files_and_symlinks(tmp_path, base_gguf):
-    huge = tmp_path / "huge.gguf"
-    with huge.open("wb") as f:
-        f.write(b"GGUF")
-        f.truncate(MAX_ADAPTER_BYTES + 1)  # sparse
     with pytest.raises(AdapterError, match="over the"):
-        inspect_lora_gguf(huge, base=base_gguf)
+        inspect_lora_gguf(oversized_adapter(tmp_path / "huge.gguf"), base=base_gguf)
     link = tmp_path / "link.gguf"
     link.symlink_to(raw_gguf(tmp_path / "ok.gguf", small_lora()))
     with pytest.raises(AdapterError, match="regular file"):
