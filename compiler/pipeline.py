@@ -3,6 +3,8 @@
 Plain Python over files in a work directory, no Django: the Celery task owns
 the job row and moves the finished directory into place. `report(stage,
 fraction)` is called often; it raises to stop the pipeline (cancellation).
+The model steps (drafting a pseudo-program, scoring the adapter) go through the
+snapshot's engine (`compiler.engines`): llama.cpp by default, vLLM on GPU hosts.
 """
 
 import hashlib
@@ -12,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.interpreter import shared_interpreter
 from runtime.model import BASE_MODEL_ID, base_model_sha256
 from runtime.prompt import prompt_template
 
+from . import engines
 from .bundle import BundleMeta, write_bundle
 from .gguf_adapter import inspect_lora_gguf, write_lora_gguf
 from .pseudo import pseudo_program
@@ -28,7 +30,6 @@ ADAPTER_FILE = "adapter.gguf"
 BUNDLE_FILE = "program.paw"
 # Held-out scoring needs enough examples left to train on.
 HOLDOUT_MIN_EXAMPLES = 8
-VALIDATION_MAX_TOKENS = 48
 
 
 @dataclass
@@ -46,9 +47,12 @@ class CompileResult:
     stage_seconds: dict = field(default_factory=dict)
 
 
-# The process's one interpreter, shared with the runtime tasks (benchmarks/quality.py
-# calls it by this name).
-interpreter = shared_interpreter
+def interpreter():
+    """The process's one llama.cpp interpreter, shared with the runtime tasks and the
+    llama.cpp engine (benchmarks/quality.py calls it by this name)."""
+    from runtime.interpreter import shared_interpreter
+
+    return shared_interpreter()
 
 
 def split_examples(examples):
@@ -64,17 +68,6 @@ def task_text(parsed: ParsedSpec) -> str:
     if not parsed.hints:
         return parsed.task
     return parsed.task + " Hints: " + "; ".join(parsed.hints)
-
-
-def exact_match(template, pairs, *, adapter) -> float:
-    if not pairs:
-        return 0.0
-    run = interpreter().run
-    hits = sum(
-        run(template, x, adapter=adapter, max_tokens=VALIDATION_MAX_TOKENS).output == y.strip()
-        for x, y in pairs
-    )
-    return hits / len(pairs)
 
 
 def sha256_file(path: Path) -> str:
@@ -105,13 +98,17 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
     parsed = validate_spec(spec)
 
     enter("pseudo-program")
-    pseudo = pseudo_program(task_text(parsed), parsed.examples)
+    engine = engines.for_snapshot(snapshot, model_cache=model_cache)
+    if snapshot.pseudo_program == "drafted":
+        pseudo = engine.draft_pseudo_program(task_text(parsed), parsed.examples)
+    else:
+        pseudo = pseudo_program(task_text(parsed), parsed.examples)
     template = prompt_template(pseudo)
     train, held_out = split_examples(parsed.examples)
 
     enter("training")
     params = TrainingParams(**snapshot.training)
-    base_dir = ensure_base_hf_dir(Path(model_cache) / "SmolLM2-135M-Instruct")
+    base_dir = ensure_base_hf_dir(Path(model_cache) / engines.BASE_HF_DIR)
     tensors = fit_lora(
         base_dir=base_dir,
         pairs=train,
@@ -128,9 +125,12 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
 
     enter("validating")
     inspect_lora_gguf(adapter, base=snapshot.base_model)
-    selfcheck = exact_match(template, train, adapter=adapter)
-    report("validating", 0.7)
-    heldout = exact_match(template, held_out, adapter=adapter) if held_out else None
+    # The spec's own examples and the held-out ones, decoded as one batch.
+    sets = [engines.ScoringSet(template, train, adapter)]
+    if held_out:
+        sets.append(engines.ScoringSet(template, held_out, adapter))
+    selfcheck, *heldout = engine.score_sets(sets)
+    heldout = heldout[0] if heldout else None
 
     enter("packaging")
     bundle = workdir / BUNDLE_FILE

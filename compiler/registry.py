@@ -18,9 +18,17 @@ PROMPT_FORMAT_VERSION = 1
 
 
 class UnknownCompiler(ValueError):
-    def __init__(self, name):
+    def __init__(self, name, *, unavailable=False):
         self.name = name
-        super().__init__(f"Unknown compiler {name!r}. Known compilers: {', '.join(known_names())}.")
+        known = f"Known compilers: {', '.join(known_names())}."
+        if unavailable:
+            message = (
+                f"The compiler {name!r} is not available here: it compiles on GPU hosts "
+                f"with vLLM, which this site has not enabled. {known}"
+            )
+        else:
+            message = f"Unknown compiler {name!r}. {known}"
+        super().__init__(message)
 
 
 @dataclass(frozen=True)
@@ -81,25 +89,72 @@ SNAPSHOTS = [
         pseudo_program="deterministic",
         training=SMOLLM2_TRAINING,
     ),
+    Snapshot(
+        name="paw-smollm2-135m-vllm-20261125",
+        alias="paw-smollm2-135m-vllm",
+        description="The same base, LoRA and Q4_0 adapter, compiled on a GPU host with "
+        "vLLM: the model drafts the pseudo-program's task line, and the adapter is checked "
+        "in multi-LoRA batches. Runs anywhere, like every program.",
+        base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        engine="vllm",
+        pseudo_program="drafted",
+        training=SMOLLM2_TRAINING,
+    ),
 ]
 # alias -> the snapshot it points at today
 ALIASES = {
     "paw-smollm2-135m": "paw-smollm2-135m-20261124",
+    "paw-smollm2-135m-vllm": "paw-smollm2-135m-vllm-20261125",
 }
 DEFAULT_ALIAS = "paw-smollm2-135m"
 _BY_NAME = {s.name: s for s in SNAPSHOTS}
 
 
+COMPILE_QUEUE = "compile"
+GPU_COMPILE_QUEUE = "compile_gpu"  # consumed only by workers on GPU hosts, with vLLM
+
+
+def compile_queue(snapshot_name: str) -> str:
+    """The Celery queue a compile with this dated snapshot goes to."""
+    snapshot = _BY_NAME.get(snapshot_name)
+    if snapshot is not None and snapshot.engine == "vllm":
+        return GPU_COMPILE_QUEUE
+    return COMPILE_QUEUE
+
+
+def vllm_enabled() -> bool:
+    """Whether this deployment offers the vLLM snapshots (``settings.PAW_ENABLE_VLLM``).
+
+    Their jobs need a GPU host's worker; a site without one must not take them.
+    """
+    from django.conf import settings
+    from django.core.exceptions import ImproperlyConfigured
+
+    try:
+        return bool(getattr(settings, "PAW_ENABLE_VLLM", False))
+    except ImproperlyConfigured:  # a script without Django settings: the CPU default
+        return False
+
+
+def is_offered(snapshot: Snapshot) -> bool:
+    return snapshot.engine != "vllm" or vllm_enabled()
+
+
 def known_names() -> list[str]:
-    return sorted({*ALIASES, *_BY_NAME})
+    return sorted(
+        name for name in {*ALIASES, *_BY_NAME} if is_offered(_BY_NAME[ALIASES.get(name, name)])
+    )
 
 
 def resolve(name: str | None = None) -> Snapshot:
-    """An alias or a dated snapshot name (None: the default) -> its snapshot."""
+    """An alias or a dated snapshot name (None: the default) -> its snapshot,
+    if this deployment offers it."""
     name = (name or DEFAULT_ALIAS).strip()
     snapshot = _BY_NAME.get(ALIASES.get(name, name))
     if snapshot is None:
         raise UnknownCompiler(name)
+    if not is_offered(snapshot):
+        raise UnknownCompiler(name, unavailable=True)
     return snapshot
 
 
@@ -113,4 +168,5 @@ def compilers() -> list[dict]:
             "latest_snapshot": snapshot_name,
         }
         for alias, snapshot_name in ALIASES.items()
+        if is_offered(_BY_NAME[snapshot_name])
     ]

@@ -82,7 +82,9 @@ def _may_see_hidden(user, program):
 def enqueue(job):
     from .tasks import compile_program
 
-    compile_program.delay(str(job.id))
+    # vLLM compiles go to the queue only GPU hosts' workers consume.
+    queue = registry.compile_queue(job.program.compiler_snapshot)
+    compile_program.apply_async(args=[str(job.id)], queue=queue)
 
 
 def tags_named(names):

@@ -21,7 +21,8 @@ app.conf.update(
     worker_prefetch_multiplier=1,
     task_track_started=True,
     task_default_queue="default",
-    task_queues=[Queue("default"), Queue("compile"), Queue("runtime")],
+    # compile_gpu: compiles with a vLLM snapshot, for GPU hosts' workers only.
+    task_queues=[Queue("default"), Queue("compile"), Queue("compile_gpu"), Queue("runtime")],
     task_routes={"compiler.tasks.*": {"queue": "compile"}, "runtime.*": {"queue": "runtime"}},
     result_expires=24 * 3600,
     broker_connection_retry_on_startup=True,

@@ -1,0 +1,153 @@
+"""The GPU engine: vLLM with multi-LoRA, one ``LLM`` per worker process.
+
+vLLM is imported here and nowhere else, and only when the engine is made:
+the CPU default never needs it installed. It runs on the Hugging Face copy
+of the very base GGUF llama.cpp runs (``compiler.training.ensure_base_hf_dir``),
+and scores each program's adapter from its GGUF, dequantized into a PEFT
+folder (``compiler.peft_adapter``): the weights checked are the ones shipped.
+
+A batch goes to vLLM as one ``generate`` call, each request with its own
+``LoRARequest``, so the self-check and held-out examples of a program (and
+the sets of several programs) are decoded together.
+
+The engine core runs inside the worker process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
+unless the environment says otherwise): a Celery pool process that is killed at
+its hard time limit then takes the engine with it instead of leaving an
+orphaned engine process holding the GPU, and no process is ever forked from a
+worker whose torch has already started its threads.
+"""
+
+import collections
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+
+from compiler.gguf_adapter import inspect_lora_gguf
+from compiler.peft_adapter import write_peft_adapter
+from runtime.model import base_model_path
+from runtime.prompt import END_OF_TURN, split
+
+from . import BASE_HF_DIR, Completion, Engine, Request
+
+MAX_MODEL_LEN = 2048  # the runtime's context (runtime.interpreter.DEFAULT_N_CTX)
+MAX_LORA_RANK = 64  # the largest adapter rank the engine is sized for
+MAX_LORAS = 4  # adapters one batch step may mix
+# PEFT folders kept converted; vLLM itself keeps the most recent ones loaded.
+MAX_CACHED_ADAPTERS = 8
+# vLLM sizes its KV cache from this share of the device's memory (on CPU, of
+# the host's); a 135M model needs little, and the host runs other work too.
+MEMORY_UTILIZATION = 0.4
+
+
+class VllmEngine(Engine):
+    name = "vllm"
+
+    def __init__(self, base_dir: Path | str):
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        from vllm import LLM
+        from vllm.platforms import current_platform
+
+        self._llm = LLM(
+            model=str(base_dir),
+            # float32 on CPU (bfloat16 kernels need CPU support we can't assume);
+            # bfloat16 on GPUs, where the LoRA kernels want half precision.
+            dtype="float32" if current_platform.is_cpu() else "bfloat16",
+            max_model_len=MAX_MODEL_LEN,
+            enable_lora=True,
+            max_lora_rank=MAX_LORA_RANK,
+            max_loras=MAX_LORAS,
+            gpu_memory_utilization=MEMORY_UTILIZATION,
+            seed=0,
+        )
+        self._tokenizer = self._llm.get_tokenizer()
+        self._end_of_turn = self._tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        self._lock = threading.Lock()  # an LLM serves one caller at a time
+        self._folders = Path(tempfile.mkdtemp(prefix="paw-vllm-adapters-"))
+        # (resolved path, mtime_ns, size) of an adapter GGUF -> its LoRARequest.
+        self._adapters: collections.OrderedDict = collections.OrderedDict()
+        self._next_lora_id = 1
+
+    def generate(self, requests: list[Request]) -> list[Completion]:
+        from vllm import SamplingParams
+
+        if not requests:
+            return []
+        with self._lock:
+            prompts = [
+                {"prompt_token_ids": self._prompt_ids(r.template, r.input)} for r in requests
+            ]
+            sampling = [
+                SamplingParams(
+                    temperature=0.0,
+                    max_tokens=r.max_tokens,
+                    stop_token_ids=[self._end_of_turn],
+                )
+                for r in requests
+            ]
+            loras = [self._lora(r.adapter) for r in requests]
+            outputs = self._llm.generate(prompts, sampling, lora_request=loras, use_tqdm=False)
+        return [
+            Completion(o.outputs[0].text.strip(), truncated=o.outputs[0].finish_reason == "length")
+            for o in outputs
+        ]
+
+    def _prompt_ids(self, template: str, input_text: str) -> list[int]:
+        # The runtime's tokenization (runtime.interpreter, compiler.training): the
+        # template's pieces may hold special tokens, the input never does.
+        head, tail = split(template)
+        return (
+            self._ids(head, special=True)
+            + self._ids(input_text, special=False)
+            + self._ids(tail, special=True)
+        )
+
+    def _ids(self, text: str, *, special: bool) -> list[int]:
+        return self._tokenizer(text, add_special_tokens=False, split_special_tokens=not special)[
+            "input_ids"
+        ]
+
+    def _lora(self, adapter: Path | None):
+        """The ``LoRARequest`` for an adapter GGUF (None for the bare base model)."""
+        from vllm.lora.request import LoRARequest
+
+        if adapter is None:
+            return None
+        path = Path(adapter)
+        stat = path.stat()
+        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+        if key in self._adapters:
+            self._adapters.move_to_end(key)
+            return self._adapters[key]
+        # Adapters may come from strangers: vLLM only sees files that pass validation.
+        summary = inspect_lora_gguf(path, base=base_model_path())
+        if summary.rank > MAX_LORA_RANK:
+            raise ValueError(f"adapter rank {summary.rank} is over the engine's {MAX_LORA_RANK}")
+        lora_id = self._next_lora_id
+        self._next_lora_id += 1
+        folder = write_peft_adapter(path, self._folders / str(lora_id))
+        self._adapters[key] = LoRARequest(f"adapter-{lora_id}", lora_id, str(folder))
+        while len(self._adapters) > MAX_CACHED_ADAPTERS:
+            _, evicted = self._adapters.popitem(last=False)
+            # vLLM keeps a loaded adapter in memory; its folder is only read on load.
+            self._llm.llm_engine.remove_lora(evicted.lora_int_id)
+            shutil.rmtree(evicted.lora_path, ignore_errors=True)
+        return self._adapters[key]
+
+
+_shared: VllmEngine | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_engine(model_cache: Path | str) -> VllmEngine:
+    """The process's one vLLM engine, started on first use (in a Celery worker,
+    after the fork) and kept for every later job: starting one takes ~30 s."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            # Imported here: torch is only ever loaded in compile workers.
+            from compiler.training import ensure_base_hf_dir
+
+            _shared = VllmEngine(ensure_base_hf_dir(Path(model_cache) / BASE_HF_DIR))
+        return _shared
