@@ -27,7 +27,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         if login.lower() in RESERVED_NAMES or users.filter(username__iexact=login).exists():
             user_username(user, get_adapter(request).generate_unique_username([login, "user"]))
         email = user_email(user)
-        if email and users.filter(email__iexact=email).exists():
+        # Held by someone as their address or as one of their allauth addresses.
+        if email and filter_users_by_email(email):
             user_email(user, "")
         # allauth decides on auto sign-up from the addresses GitHub listed, not
         # from user.email: a taken one left there sends the new user to a
