@@ -19,6 +19,9 @@ from django.db import connection
 from tests.factories import StaffFactory, UserFactory
 
 REPO = Path(__file__).resolve().parent.parent
+# tests/vllm run in their own environment (`make test-vllm`): vLLM pins a
+# transformers that clashes with ours, so this suite must not even collect them.
+collect_ignore = ["vllm"]
 
 
 @pytest.fixture(autouse=True)
