@@ -15,16 +15,21 @@ MAX_EXAMPLE_CHARS = 300
 
 def pseudo_program(task: str, examples: list[tuple[str, str]]) -> str:
     """``Task: ...`` and up to ``MAX_EXAMPLES`` examples, chosen to show distinct outputs first."""
-    task_line = re.sub(r"\s+", " ", task).strip()[:MAX_TASK_CHARS].rstrip()
-    if not task_line:
-        raise ValueError("the task description is empty")
-    lines = [f"Task: {task_line}"]
+    lines = [f"Task: {task_line(task)}"]
     chosen = _choose_examples(examples)
     if chosen:
         lines += ["", "Examples:"]
         for input_text, output_text in chosen:
             lines += [f"Input: {input_text.strip()}", f"Output: {output_text.strip()}"]
     return "\n".join(lines)
+
+
+def task_line(task: str) -> str:
+    """The task as one line of at most ``MAX_TASK_CHARS``."""
+    line = re.sub(r"\s+", " ", task).strip()[:MAX_TASK_CHARS].rstrip()
+    if not line:
+        raise ValueError("the task description is empty")
+    return line
 
 
 def _choose_examples(examples: list[tuple[str, str]]) -> list[tuple[str, str]]:
