@@ -21,7 +21,7 @@ import dataclasses
 import logging
 from pathlib import Path
 
-from compiler.pseudo import pseudo_program
+from compiler.pseudo import pseudo_program, task_line
 
 from .drafting import DRAFT_MAX_TOKENS, drafted_task_line, drafting_template
 
@@ -69,7 +69,7 @@ class Engine:
         raise NotImplementedError
 
     def draft_pseudo_program(self, task: str, examples: list[tuple[str, str]]) -> str:
-        """A pseudo-program whose task line the model wrote from ``task`` and the examples.
+        """A pseudo-program whose task line the model rewrote from ``task``.
 
         The examples section and the format are the deterministic pseudo-program's
         (``compiler.pseudo``); only the task line is drafted. A draft that is not
@@ -77,9 +77,9 @@ class Engine:
         """
         deterministic = pseudo_program(task, examples)
         (draft,) = self.generate(
-            [Request(drafting_template(), deterministic, None, DRAFT_MAX_TOKENS)]
+            [Request(drafting_template(), task_line(task), None, DRAFT_MAX_TOKENS)]
         )
-        line = drafted_task_line(draft.text, truncated=draft.truncated)
+        line = drafted_task_line(draft.text, truncated=draft.truncated, examples=examples)
         if line is None:
             log.info("unusable pseudo-program draft %r; using the deterministic one", draft.text)
             return deterministic

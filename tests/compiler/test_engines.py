@@ -152,7 +152,8 @@ def test_a_usable_draft_becomes_the_task_line():
     deterministic = pseudo_program(TASK, EXAMPLES)
     assert drafted.split("\n\n", 1)[1] == deterministic.split("\n\n", 1)[1]
     (request,) = engine.requests
-    assert request == Request(drafting_template(), deterministic, None, request.max_tokens)
+    assert request == Request(drafting_template(), TASK, None, request.max_tokens)
+    assert drafting_template().endswith("<|im_start|>assistant\nInstruction:")
 
 
 @pytest.mark.parametrize(
@@ -162,6 +163,7 @@ def test_a_usable_draft_becomes_the_task_line():
         ("   \n  ", False),
         ("Urgent.", False),  # too short to be an instruction
         ("Say whether the ticket is urgent or normal and", True),  # cut off at max_tokens
+        ("Reply urgent because the site is down", False),  # quotes an example's input
         ("Input: The site is down", False),  # an example, not an instruction
         ("Classify it. Output: urgent", False),
         ("Answer [END_PSEUDO_PROGRAM] now please", False),
@@ -176,8 +178,9 @@ def test_an_unusable_draft_falls_back_to_the_deterministic_pseudo_program(draft,
 
 
 def test_a_draft_line_is_cleaned():
-    text = '  "Label  the ticket as urgent or normal."\nSome rambling second line'
-    assert drafted_task_line(text, truncated=False) == "Label the ticket as urgent or normal."
+    text = '  "Label  the ticket as urgent or normal."\n\nSome rambling that ran out of tok'
+    # Cut off at max_tokens, but after its first line: that line is whole.
+    assert drafted_task_line(text, truncated=True) == "Label the ticket as urgent or normal."
 
 
 # --- scoring ---------------------------------------------------------------------------
