@@ -136,12 +136,15 @@ class WorkerProcess:
         self.env = env
         self.proc = None
 
-    def start(self, timeout=90):
+    def start(self, timeout=90, *, purge=True):
+        """Start and wait until it runs tasks. `purge` empties its queues first
+        (messages left by earlier tests); a test of what the broker kept says no."""
         celery = [sys.executable, "-m", "celery", "-A", "paw_site"]
         env = child_env(**self.env)
-        subprocess.run(
-            [*celery, "purge", "-f", "-Q", self.queues], cwd=REPO, env=env, capture_output=True
-        )
+        if purge:
+            subprocess.run(
+                [*celery, "purge", "-f", "-Q", self.queues], cwd=REPO, env=env, capture_output=True
+            )
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             [
@@ -169,10 +172,13 @@ class WorkerProcess:
         return self
 
     def wait_ready(self, timeout):
+        from paw_site.celery import app
         from paw_site.tasks import ping
 
         deadline = time.monotonic() + timeout
-        result = ping.delay()
+        # Through the worker's own broker, which a test may have pointed elsewhere.
+        with app.connection_for_write(self.env.get("CELERY_BROKER_URL")) as connection:
+            result = ping.apply_async(connection=connection)
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"celery worker exited early; see {self.log_path}")
