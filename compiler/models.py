@@ -30,6 +30,14 @@ class CompileJobQuerySet(models.QuerySet):
         cutoff = timezone.now() - timedelta(seconds=settings.COMPILE_HEARTBEAT_STALE_SECONDS)
         return self.filter(status=CompileJob.Status.COMPILING, heartbeat_at__lt=cutoff)
 
+    def unsent(self):
+        """Queued jobs not (re)sent to the broker for a while: their message may be lost."""
+        cutoff = timezone.now() - timedelta(seconds=settings.COMPILE_RESEND_QUEUED_SECONDS)
+        return self.filter(status=CompileJob.Status.QUEUED).filter(
+            models.Q(heartbeat_at__lt=cutoff)
+            | models.Q(heartbeat_at__isnull=True, created_at__lt=cutoff)
+        )
+
 
 class CompileJob(models.Model):
     class Status(models.TextChoices):
@@ -62,6 +70,8 @@ class CompileJob(models.Model):
     # Who asked, for the API's cap on concurrent anonymous compiles per address
     # (as rate limits key it: the IPv4 address, or the /64 of an IPv6 one).
     client_ip = models.GenericIPAddressField(null=True, blank=True)
+    # Last sign of life: a progress report while compiling; while queued, the
+    # last time the sweeper sent it again (None: only sent when created).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)

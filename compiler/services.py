@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from kombu.exceptions import OperationalError
 
 from programs.models import MAX_TAGS, Program, Tag, program_id_for
 
@@ -80,11 +81,17 @@ def _may_see_hidden(user, program):
 
 
 def enqueue(job):
+    """Send the job to its compile queue. A broker that cannot be reached is
+    logged, not raised: the job is committed by now, and the sweeper resends
+    queued jobs that no worker took (`sweep_stale_jobs`)."""
     from .tasks import compile_program
 
     # vLLM compiles go to the queue only GPU hosts' workers consume.
     queue = registry.compile_queue(job.program.compiler_snapshot)
-    compile_program.apply_async(args=[str(job.id)], queue=queue)
+    try:
+        compile_program.apply_async(args=[str(job.id)], queue=queue)
+    except OperationalError:
+        log.warning("compile job %s not sent: the broker is unreachable", job.pk, exc_info=True)
 
 
 def tags_named(names):
@@ -125,9 +132,21 @@ def job_fail(job_id, reason):
 
 def sweep_stale_jobs():
     """Recover compiling jobs whose worker died without the broker redelivering
-    them yet: re-enqueue while attempts remain, else fail them. Returns the
-    number of jobs touched. Runs periodically (celery beat) and at worker start."""
+    them yet: re-enqueue while attempts remain, else fail them. Resend queued
+    jobs no worker has taken for COMPILE_RESEND_QUEUED_SECONDS: their message
+    may be lost (the broker was down when it was sent, or lost its data); a
+    duplicate is harmless, the claim runs a job once. Returns the number of
+    jobs touched. Runs periodically (celery beat) and at worker start."""
     touched = 0
+    for job in CompileJob.objects.unsent():
+        # Guarded by the last send, so two sweepers resend it once.
+        resent = CompileJob.objects.filter(
+            pk=job.pk, status=CompileJob.Status.QUEUED, heartbeat_at=job.heartbeat_at
+        ).update(heartbeat_at=timezone.now())
+        if resent:
+            log.warning("resending compile job %s, queued since %s", job.pk, job.created_at)
+            transaction.on_commit(lambda job=job: enqueue(job))
+            touched += 1
     for job in CompileJob.objects.stale():
         if job.attempts >= settings.COMPILE_MAX_ATTEMPTS:
             touched += job_fail(
@@ -137,7 +156,7 @@ def sweep_stale_jobs():
             continue
         # Back to queued, guarded by the stale heartbeat so a live worker is never raced.
         requeued = CompileJob.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(
-            status=CompileJob.Status.QUEUED, worker="", heartbeat_at=None
+            status=CompileJob.Status.QUEUED, worker="", heartbeat_at=timezone.now()
         )
         if requeued:
             log.warning("re-enqueueing stale compile job %s", job.pk)

@@ -217,6 +217,9 @@ COMPILE_SOFT_TIME_LIMIT = env.int("COMPILE_SOFT_TIME_LIMIT", default=900)
 COMPILE_HARD_TIME_LIMIT = env.int("COMPILE_HARD_TIME_LIMIT", default=1000)
 # A compiling job whose worker has not reported for this long is presumed dead.
 COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", default=120)
+# A queued job no worker has taken for this long is sent again (its message
+# may be lost); keep it above how long a job waits behind others.
+COMPILE_RESEND_QUEUED_SECONDS = env.int("COMPILE_RESEND_QUEUED_SECONDS", default=600)
 # A job is tried at most this many times (worker crashes included), then failed.
 COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
 # The dequantized Hugging Face copy of the base model the trainer loads (built once).
@@ -242,6 +245,10 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "store_processed": False,
     }
 )
+# Kombu transport options as JSON, over the ones above: e.g. Redis's socket_timeout
+# (a broker that can vanish without closing the connection), or a tiny
+# visibility_timeout with unacked_restore_interval/throttle for a test.
+CELERY_BROKER_TRANSPORT_OPTIONS |= env.json("BROKER_TRANSPORT_OPTIONS", default={})
 if not _broker_is_redis:
     # The embedded default keeps broker and results in folders that must exist.
     for folder in ("queue", "processed", "control"):
