@@ -29,9 +29,12 @@ What it starts, on loopback:
 
 The load comes from a second process: ``--clients`` threads, each a signed-in
 user of its own (a session made the way Django's test client's force_login
-makes one: signing in is not part of the load) with its own IP, in a closed
-loop without think time for ``--seconds`` after a warm-up that is not counted
-(it also makes both web workers load the search model). Each request is one of:
+makes one: signing in is not part of the load) with its own IP, for
+``--seconds`` after a warm-up that is not counted. Each client pauses between
+requests as a person reading the page does (``--think-ms``: exponential, mean
+1 s); ``--think-ms 0`` makes a closed loop that finds where the site saturates.
+Before any of it, every web worker answers a search, so each has loaded the
+search model (seconds that are no part of serving). Each request is one of:
 gallery (pages, sort orders, tag filters; a third of them htmx list swaps),
 search (words and meaning), a program page (by id or by name), a vote (htmx)
 and "Try it" on the compiled program (htmx, answered by the runtime worker).
@@ -112,6 +115,7 @@ TRY_INPUTS = [
     "Someone is using our admin account and changing passwords!",
     "Could you add a dark mode some day?",
 ]
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(p)s'
 REQUEST_TIMEOUT_S = 90  # above RUNTIME_WAIT_SECONDS: the site answers a slow Try it itself
 
 
@@ -205,19 +209,17 @@ def client_loop(port, plan, identity, seed, warmup_until, stop_at, record):
         elapsed_ms = (time.perf_counter() - started) * 1000
         if now >= warmup_until:
             record(kind, method, path, status, outcome, elapsed_ms, body)
+        if plan["think_s"]:  # a person reads the page before the next click
+            pause = rng.expovariate(1 / plan["think_s"])
+            time.sleep(max(0.0, min(pause, stop_at - time.monotonic())))
 
 
 def drive(port, plan, clients, warmup_s, seconds, results):
     """The load: `clients` threads, warm-up then the timed run; results go to the queue."""
     identities = plan["identities"][:clients]
-    # Each client's first visit (its CSRF cookie), then one search each at once:
-    # both web workers load the search model before anything is timed.
+    # Each client's first visit: its CSRF cookie.
     first_page = plan["pages"][0]["urls"][0]
     with_threads(lambda i: take_csrf_cookie(port, identities[i], first_page), clients)
-    queries = [f"/hub/?{urllib.parse.urlencode({'q': q + ' warm-up'})}" for q in SEARCHES]
-    with_threads(
-        lambda i: send(port, "GET", queries[i % len(queries)], identity=identities[i]), clients
-    )
 
     lock = threading.Lock()
     stats = collections.defaultdict(
@@ -499,6 +501,28 @@ def wait_until_serving(process, port, identity, log_path, timeout=120):
     sys.exit(f"the site did not answer in {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
+ACCESS_PID = re.compile(r'"GET /hub/\?q=[^"]*" 200 .* <(\d+)>$')
+BOOTED_PID = re.compile(r"Booting worker with pid: (\d+)")
+
+
+def warm_up_search(port, identity, log_path, timeout=600):
+    """Searches until every web worker has answered one: each loads the search
+    model (and the vectors) on its first search, seconds that are no part of
+    serving. The access log's pids say which worker answered."""
+    deadline = time.monotonic() + timeout
+    burst = 0
+    while time.monotonic() < deadline:
+        text = log_path.read_text(errors="replace")
+        workers = set(BOOTED_PID.findall(text))
+        searched = {m.group(1) for m in map(ACCESS_PID.search, text.splitlines()) if m}
+        if workers and workers <= searched:
+            return
+        burst += 1
+        queries = [f"/hub/?q=warm+up+{burst}+{i}" for i in range(8)]
+        with_threads(lambda i, q=queries: send(port, "GET", q[i], identity=identity), len(queries))
+    sys.exit(f"not every web worker answered a search in {timeout} s")
+
+
 def wait_until_running_programs(port, plan, worker, log_path, attempts=4):
     """One Try it answered: the runtime worker is up with the model loaded."""
     identity = plan["identities"][0]
@@ -565,6 +589,7 @@ def summarize(run, percentile, args, plan, load_start):
         "page_p95_target_ms": PAGE_P95_TARGET_MS,
         "kinds": kinds,
         "clients": args.clients,
+        "think_ms": args.think_ms,
         "seconds": round(seconds, 1),
         "warmup_s": args.warmup,
         "programs": plan["programs"],
@@ -587,7 +612,8 @@ def latency_figures(latencies, percentile):
 
 def report(summary, samples, server_errors):
     print(
-        f"\n{summary['clients']} clients for {summary['seconds']} s "
+        f"\n{summary['clients']} clients (pausing {summary['think_ms']:.0f} ms on average "
+        f"between requests) for {summary['seconds']} s "
         f"(after {summary['warmup_s']} s of warm-up); {summary['web']}, one runtime worker "
         f"({summary['runtime_threads']} thread); {summary['programs']} programs"
     )
@@ -648,6 +674,9 @@ def main(argv=None):
     parser.add_argument("--web-threads", type=int, default=4)
     parser.add_argument("--runtime-threads", type=int, default=1)
     parser.add_argument("--conn-max-age", type=int, default=60)
+    parser.add_argument(
+        "--think-ms", type=float, default=1000, help="mean pause between a client's requests"
+    )
     args = parser.parse_args(argv)
     args.seconds = args.seconds or (20.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 10.0)
@@ -665,7 +694,7 @@ def main(argv=None):
         os.environ.update(env)
         sys.path.insert(0, str(REPO))
         started = time.monotonic()
-        plan = seed(args, compiled)
+        plan = seed(args, compiled) | {"think_s": args.think_ms / 1000}
         print(f"seeded {plan['programs']} programs in {time.monotonic() - started:.0f} s")
 
         port = free_port()
@@ -673,7 +702,8 @@ def main(argv=None):
         web = start(
             [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
             + ["--workers", str(args.web_workers), "--threads", str(args.web_threads)]
-            + ["--access-logfile", "-"],
+            # The Procfile's access log, with the pid of the worker that answered.
+            + ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT],
             env,
             web_log,
         )
@@ -687,6 +717,7 @@ def main(argv=None):
         )
         processes.append(worker)
         wait_until_serving(web, port, plan["identities"][0], web_log)
+        warm_up_search(port, plan["identities"][0], web_log)
         wait_until_running_programs(port, plan, worker, worker_log)
         log_marks = {path: path.stat().st_size for path in (web_log, worker_log)}
         print(f"site and runtime worker up; {args.clients} clients for {args.seconds:.0f} s")
