@@ -6,8 +6,9 @@
     print(program.run("Nobody can log in since this morning").output)
 
 The bundle is validated (``compiler.bundle.read_bundle``: ZIP limits, meta.json,
-the prompt template) before anything of it reaches llama.cpp, and its adapter
-is vetted again by the interpreter when it loads it.
+the prompt template) and its adapter vetted against the installed base model
+(``inspect_lora_gguf``) when it is loaded, so a bad bundle fails there with a
+``BundleError`` that says why, before anything of it reaches llama.cpp.
 """
 
 import os
@@ -15,10 +16,11 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from compiler.bundle import BundleError, BundleMeta, read_bundle
+from compiler.bundle import ADAPTER, BundleError, BundleMeta, read_bundle
+from compiler.gguf_adapter import AdapterError, inspect_lora_gguf
 from runtime.calls import DEFAULT_MAX_TOKENS, RunResult
 from runtime.interpreter import Interpreter, shared_interpreter
-from runtime.model import base_model_sha256
+from runtime.model import base_model_path, base_model_sha256
 
 
 class LocalProgram:
@@ -40,6 +42,12 @@ class LocalProgram:
             f.write(bundle.adapter)
         self.adapter_path = Path(name)
         self._remove_adapter = weakref.finalize(self, self.adapter_path.unlink, missing_ok=True)
+        try:
+            base = interpreter.model_path if interpreter else base_model_path()
+            inspect_lora_gguf(self.adapter_path, base=base)
+        except AdapterError as exc:
+            self.close()
+            raise BundleError(f"{ADAPTER}: {exc}") from exc
         self._interpreter = interpreter
 
     def run(
