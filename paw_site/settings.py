@@ -57,6 +57,7 @@ MIDDLEWARE = [
     "paw_site.middleware.request_id",
     "api.middleware.api_errors",
     "django.middleware.security.SecurityMiddleware",
+    "paw_site.middleware.content_security_policy",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
