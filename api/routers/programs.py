@@ -309,7 +309,9 @@ DOWNLOAD_OPENAPI = ANYONE_OPENAPI | {
 DOWNLOAD_RETRY_AFTER = 30
 
 
-@router.get(
+# HEAD too, as on the site: a client reads the size and ETag before asking for ranges.
+@router.api_operation(
+    ["GET", "HEAD"],
     "/programs/{path:ref}/download",
     auth=ANYONE,
     openapi_extra=DOWNLOAD_OPENAPI,
