@@ -153,6 +153,10 @@ def compile_program(self, job_id):
     program = job.program
     tmp_root = Path(settings.MEDIA_ROOT) / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
+    # Work folders of earlier attempts whose worker was killed (a SIGKILL runs
+    # no `finally`): the claim made this the one attempt at the program now.
+    for leftover in tmp_root.glob(f"{program.id}-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
     # A fresh directory per attempt: a half-done earlier attempt leaves nothing reused.
     workdir = Path(tempfile.mkdtemp(prefix=f"{program.id}-", dir=tmp_root))
     try:
