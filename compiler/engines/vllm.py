@@ -22,17 +22,21 @@ import os
 import shutil
 import tempfile
 import threading
+import weakref
 from pathlib import Path
 
 from compiler.gguf_adapter import inspect_lora_gguf
 from compiler.peft_adapter import write_peft_adapter
+from compiler.registry import SNAPSHOTS
 from runtime.model import base_model_path
 from runtime.prompt import END_OF_TURN, split
 
 from . import BASE_HF_DIR, Completion, Engine, Request
 
 MAX_MODEL_LEN = 2048  # the runtime's context (runtime.interpreter.DEFAULT_N_CTX)
-MAX_LORA_RANK = 64  # the largest adapter rank the engine is sized for
+# The engine is sized for the largest adapter rank a vLLM snapshot trains (LoRA
+# compute is padded to it); a larger adapter is refused.
+MAX_LORA_RANK = max(s.training["rank"] for s in SNAPSHOTS if s.engine == "vllm")
 MAX_LORAS = 4  # adapters one batch step may mix
 # PEFT folders kept converted; vLLM itself keeps the most recent ones loaded.
 MAX_CACHED_ADAPTERS = 8
@@ -65,6 +69,7 @@ class VllmEngine(Engine):
         self._end_of_turn = self._tokenizer.convert_tokens_to_ids(END_OF_TURN)
         self._lock = threading.Lock()  # an LLM serves one caller at a time
         self._folders = Path(tempfile.mkdtemp(prefix="paw-vllm-adapters-"))
+        weakref.finalize(self, shutil.rmtree, self._folders, True)  # at the latest, at exit
         # (resolved path, mtime_ns, size) of an adapter GGUF -> its LoRARequest.
         self._adapters: collections.OrderedDict = collections.OrderedDict()
         self._next_lora_id = 1

@@ -17,6 +17,9 @@ from compiler.training import TrainingParams, ensure_base_hf_dir, fit_lora
 # vLLM on CPU sizes its KV cache from the host's memory (GBs); a few short
 # prompts need far less, and the machine runs other work.
 os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+# Set before torch starts: vLLM then leaves torch's threads alone instead of
+# cutting them to one "for serving", which would also slow the training here.
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 REPO = Path(__file__).resolve().parents[2]
 VAR_DIR = Path(os.environ.get("PAW_VAR_DIR") or REPO / "var" / "test")

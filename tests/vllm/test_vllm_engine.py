@@ -94,6 +94,8 @@ def test_a_compile_with_the_vllm_snapshot_makes_a_valid_bundle(engine, tmp_path,
         model_cache=MODEL_CACHE,
     )
     figures["pipeline"] = time.perf_counter() - started
+    for stage, seconds in result.stage_seconds.items():
+        figures[f"  {stage}"] = seconds
 
     assert list(dict.fromkeys(stages)) == [
         "parsing",
