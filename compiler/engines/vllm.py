@@ -14,7 +14,9 @@ The engine core runs inside the worker process (``VLLM_ENABLE_V1_MULTIPROCESSING
 unless the environment says otherwise): a Celery pool process that is killed at
 its hard time limit then takes the engine with it instead of leaving an
 orphaned engine process holding the GPU, and no process is ever forked from a
-worker whose torch has already started its threads.
+worker whose torch has already started its threads. (Starting, vLLM cuts torch's
+CPU threads to one unless OMP_NUM_THREADS is set; training sets its own, so the
+LoRA fit that follows in the same process keeps every core.)
 """
 
 import collections
