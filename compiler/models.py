@@ -25,6 +25,16 @@ class CompileJobQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status__in=CompileJob.ACTIVE)
 
+    def held_by(self, attempt):
+        """The job while the attempt that claimed it as `attempt` (the row as its
+        claim saved it) still runs it: not finished, cancelled, or taken over."""
+        return self.filter(
+            pk=attempt.pk,
+            status=CompileJob.Status.COMPILING,
+            worker=attempt.worker,
+            attempts=attempt.attempts,
+        )
+
     def stale(self):
         """Compiling jobs whose worker stopped reporting: it died or hung."""
         cutoff = timezone.now() - timedelta(seconds=settings.COMPILE_HEARTBEAT_STALE_SECONDS)

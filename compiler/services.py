@@ -117,10 +117,14 @@ def compile_cancel(*, job: CompileJob) -> bool:
     return bool(updated)
 
 
-def job_fail(job_id, reason):
-    """Mark a job failed (if it is still active) and its program with it."""
+def job_fail(job_id, reason, *, attempt=None):
+    """Mark a job failed (if it is still active) and its program with it. An
+    attempt failing (`attempt`: the job as its claim saved it) fails the job only
+    while it still runs it: one that was taken over leaves the job to its successor."""
+    jobs = CompileJob.objects.filter(pk=job_id)
+    jobs = jobs.active() if attempt is None else jobs.held_by(attempt)
     with transaction.atomic():
-        updated = CompileJob.objects.filter(pk=job_id, status__in=CompileJob.ACTIVE).update(
+        updated = jobs.update(
             status=CompileJob.Status.FAILED, error=reason, finished_at=timezone.now()
         )
         if updated:
@@ -165,10 +169,12 @@ def sweep_stale_jobs():
     return touched
 
 
-def job_progress(job_id, *, stage, percent):
-    """Record progress and heartbeat; returns False once the job was cancelled."""
+def job_progress(attempt, *, stage, percent):
+    """Record an attempt's progress and heartbeat (`attempt`: the job as its claim
+    saved it). False once the attempt no longer runs the job: it was cancelled,
+    or its heartbeat went stale and the sweeper gave the job to another attempt."""
     return bool(
-        CompileJob.objects.filter(pk=job_id, status=CompileJob.Status.COMPILING).update(
+        CompileJob.objects.held_by(attempt).update(
             stage=stage, percent=percent, heartbeat_at=timezone.now()
         )
     )

@@ -82,7 +82,9 @@ def claim(job_id):
         return job
 
 
-def make_reporter(job_id):
+def make_reporter(job):
+    """`report(stage, fraction)` for the pipeline of the attempt that claimed `job`;
+    it raises JobStopped once that attempt no longer runs the job."""
     last = {"stage": None, "percent": -1, "at": 0.0}
 
     def report(stage, fraction):
@@ -94,51 +96,62 @@ def make_reporter(job_id):
         ):
             return
         last.update(stage=stage, percent=percent, at=now)
-        if not services.job_progress(job_id, stage=stage, percent=percent):
+        if not services.job_progress(job, stage=stage, percent=percent):
             raise JobStopped()
 
     return report
 
 
 def publish(job, program, result, workdir):
-    """Move the finished artifacts into place, then point the program at them.
+    """Move the finished artifacts into place and point the program at them, if
+    the attempt that claimed `job` still runs it.
 
-    The rename is atomic and happens before the database says "ready", so a
-    download never sees a half-written file."""
-    relative = Path("programs") / f"{program.id}-{job.id.hex[:8]}"
+    Each attempt publishes to a folder of its own, renamed into place (atomic)
+    inside the transaction that marks the job ready and only once the job's
+    row, locked by that update, says this attempt owns it. So a download never
+    sees a half-written file, and an attempt that was taken over never touches
+    the folder another attempt's ready program points at."""
+    relative = Path("programs") / f"{program.id}-{job.id.hex[:8]}-{job.attempts}"
     final = Path(settings.MEDIA_ROOT) / relative
     final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists():  # left by an earlier attempt of this same job
-        shutil.rmtree(final)
-    os.replace(workdir, final)
-    with transaction.atomic():
-        updated = CompileJob.objects.filter(
-            pk=job.pk, status=CompileJob.Status.COMPILING, worker=this_worker()
-        ).update(
-            status=CompileJob.Status.READY,
-            stage="done",
-            percent=100,
-            stage_seconds=result.stage_seconds,
-            finished_at=timezone.now(),
-        )
-        if not updated:
-            raise JobStopped()
-        Program.objects.filter(pk=program.pk).update(
-            status=Program.Status.READY,
-            pseudo_program=result.pseudo_program,
-            example_count=result.example_count,
-            selfcheck_accuracy=result.selfcheck_accuracy,
-            heldout_accuracy=result.heldout_accuracy,
-            heldout_count=result.heldout_count,
-            adapter_path=str(relative / "adapter.gguf"),
-            adapter_size=result.adapter_size,
-            adapter_sha256=result.adapter_sha256,
-            bundle_path=str(relative / "program.paw"),
-            bundle_size=result.bundle_size,
-            bundle_sha256=result.bundle_sha256,
-            ready_at=timezone.now(),
-        )
+    try:
+        with transaction.atomic():
+            updated = CompileJob.objects.held_by(job).update(
+                status=CompileJob.Status.READY,
+                stage="done",
+                percent=100,
+                stage_seconds=result.stage_seconds,
+                finished_at=timezone.now(),
+            )
+            if not updated:
+                raise JobStopped()
+            os.replace(workdir, final)
+            Program.objects.filter(pk=program.pk).update(
+                status=Program.Status.READY,
+                pseudo_program=result.pseudo_program,
+                example_count=result.example_count,
+                selfcheck_accuracy=result.selfcheck_accuracy,
+                heldout_accuracy=result.heldout_accuracy,
+                heldout_count=result.heldout_count,
+                adapter_path=str(relative / "adapter.gguf"),
+                adapter_size=result.adapter_size,
+                adapter_sha256=result.adapter_sha256,
+                bundle_path=str(relative / "program.paw"),
+                bundle_size=result.bundle_size,
+                bundle_sha256=result.bundle_sha256,
+                ready_at=timezone.now(),
+            )
+    except BaseException:
+        # Not committed: nothing points at this attempt's folder.
+        shutil.rmtree(final, ignore_errors=True)
+        raise
     program_embed(program_id=program.pk)  # for search by meaning, once per program
+
+
+def fail(job, reason):
+    """Fail the job for the attempt that claimed `job`: "failed", or "stopped" when
+    it no longer runs the job (taken over by another attempt, or cancelled)."""
+    return "failed" if services.job_fail(job.pk, reason, attempt=job) else "stopped"
 
 
 @shared_task(
@@ -154,7 +167,8 @@ def compile_program(self, job_id):
     tmp_root = Path(settings.MEDIA_ROOT) / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)
     # Work folders of earlier attempts whose worker was killed (a SIGKILL runs
-    # no `finally`): the claim made this the one attempt at the program now.
+    # no `finally`): the claim made this the one attempt at the program now (one
+    # taken over while still alive stops at its next progress report or publish).
     for leftover in tmp_root.glob(f"{program.id}-*"):
         shutil.rmtree(leftover, ignore_errors=True)
     # A fresh directory per attempt: a half-done earlier attempt leaves nothing reused.
@@ -165,7 +179,7 @@ def compile_program(self, job_id):
             spec=program.spec,
             snapshot=registry.resolve(program.compiler_snapshot),
             workdir=workdir,
-            report=make_reporter(job.pk),
+            report=make_reporter(job),
             model_cache=settings.MODEL_CACHE_DIR,
         )
         publish(job, program, result, workdir)
@@ -173,16 +187,13 @@ def compile_program(self, job_id):
     except JobStopped:
         return "stopped"
     except SoftTimeLimitExceeded:
-        services.job_fail(job.pk, "The compile took longer than the time limit and was stopped.")
-        return "failed"
+        return fail(job, "The compile took longer than the time limit and was stopped.")
     except (SpecError, registry.UnknownCompiler) as exc:
-        services.job_fail(job.pk, str(exc))
-        return "failed"
+        return fail(job, str(exc))
     except Exception as exc:
         log.exception("compile job %s failed", job.pk)
         stage = CompileJob.objects.filter(pk=job.pk).values_list("stage", flat=True).first()
-        services.job_fail(job.pk, f"Internal error while {stage or 'compiling'}: {exc}")
-        return "failed"
+        return fail(job, f"Internal error while {stage or 'compiling'}: {exc}")
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
