@@ -9,6 +9,7 @@ from playwright.sync_api import expect
 from accounts.models import ApiKey
 from tests.browser.test_hub import ready_program, sign_in
 from tests.factories import ProgramFactory, StaffFactory
+from tests.reliability.conftest import figure  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -25,7 +26,7 @@ document.addEventListener("securitypolicyviolation", (event) => {
 
 
 @pytest.fixture
-def watched(page, figure):
+def watched(page, figure):  # noqa: F811 (the imported fixture)
     """The page, recording CSP violations and console errors of every document it loads."""
     page.add_init_script(RECORD_VIOLATIONS)
     seen = {"violations": [], "console": [], "pages": 0}
@@ -50,15 +51,6 @@ def watched(page, figure):
     figure("CSP console errors", len(csp_errors))
     assert not seen["violations"], "\n".join(seen["violations"])
     assert not csp_errors, "\n".join(csp_errors)
-
-
-@pytest.fixture
-def figure(request, capsys):
-    def report(what, value):
-        with capsys.disabled():
-            print(f"\nFIGURE {request.node.name}: {what} = {value}", flush=True)
-
-    return report
 
 
 def visit(page, path):

@@ -13,7 +13,6 @@ import functools
 import http.client
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass
 from email.message import Message
 from http.cookies import SimpleCookie
@@ -40,8 +39,9 @@ PRODUCTION_BEHIND_PROXY = {
 
 @functools.cache
 def collected_static() -> Path:
-    """`collectstatic` with hashed names, once per test session."""
-    root = Path(tempfile.mkdtemp(prefix="static-", dir=settings.VAR_DIR))
+    """`collectstatic` with hashed names, once per test session (into the same
+    folder each time: it only copies what changed)."""
+    root = Path(settings.VAR_DIR) / "test-static"
     subprocess.run(
         [sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"],
         cwd=REPO,

@@ -141,14 +141,18 @@ def test_python_m_runtime_run_refuses_every_malformed_bundle_cleanly(tmp_path, f
 # --- a real runtime worker ----------------------------------------------------------------
 
 
+def program_folder(program) -> Path:
+    return Path(settings.MEDIA_ROOT) / "programs" / program.id
+
+
 def program_with_adapter(adapter: Path) -> Program:
     """A ready program whose adapter file in MEDIA_ROOT is `adapter` (copied;
     a symlink stays a symlink)."""
     program = ProgramFactory(pseudo_program=URGENCY_PSEUDO)
-    folder = Path(settings.MEDIA_ROOT) / "programs" / program.id
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = program_folder(program)
+    shutil.rmtree(folder, ignore_errors=True)  # what an earlier run left there
+    folder.mkdir(parents=True)
     target = folder / "adapter.gguf"
-    target.unlink(missing_ok=True)
     if adapter.is_symlink():
         target.symlink_to(adapter.resolve())
     else:
@@ -180,13 +184,17 @@ def test_a_runtime_worker_refuses_every_malformed_adapter_and_stays_up(
     cases = adapter_corpus(tmp_path)
     wrong = []
     for name, adapter, _ in cases:
+        program = program_with_adapter(adapter)
         try:
-            result = services.program_run(program=program_with_adapter(adapter), input_text=text)
+            result = services.program_run(program=program, input_text=text)
         except services.RunError as error:
             if error.code != "broken_program" or "cannot be run" not in error.message:
                 wrong.append(f"{name}: {error.code}: {error.message}")
         else:
             wrong.append(f"{name}: ran, and said {result.output!r}")
+        finally:
+            # Later tests (and runs) may give a program the same id.
+            shutil.rmtree(program_folder(program))
     refused = len(cases) - len(wrong)
     figure("malformed adapters refused by the runtime worker", f"{refused}/{len(cases)}")
 
