@@ -156,11 +156,15 @@ def sweep_stale_jobs():
             touched += job_fail(
                 job.pk,
                 f"The compile worker stopped responding {job.attempts} times; giving up.",
+                attempt=job,
             )
             continue
-        # Back to queued, guarded by the stale heartbeat so a live worker is never raced.
-        requeued = CompileJob.objects.filter(pk=job.pk, heartbeat_at=job.heartbeat_at).update(
-            status=CompileJob.Status.QUEUED, worker="", heartbeat_at=timezone.now()
+        # Back to queued, guarded by the attempt and its stale heartbeat: one that
+        # reported or published since the sweeper looked is never raced.
+        requeued = (
+            CompileJob.objects.held_by(job)
+            .filter(heartbeat_at=job.heartbeat_at)
+            .update(status=CompileJob.Status.QUEUED, worker="", heartbeat_at=timezone.now())
         )
         if requeued:
             log.warning("re-enqueueing stale compile job %s", job.pk)

@@ -22,7 +22,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from compiler import services, tasks
-from compiler.models import STAGES, CompileJob
+from compiler.models import STAGES, CompileJob, CompileJobQuerySet
 from compiler.pipeline import CompileResult, sha256_file
 from programs.models import Program
 from tests.compiler.test_compile_e2e import URGENCY
@@ -125,10 +125,14 @@ class Attempt:
         )
 
 
-def heartbeat_goes_stale_and_the_sweeper_runs(job):
+def heartbeat_goes_stale(job):
     """The slow attempt has not reported for longer than the stale limit."""
     long_ago = timezone.now() - timedelta(seconds=settings.COMPILE_HEARTBEAT_STALE_SECONDS + 1)
     CompileJob.objects.filter(pk=job.pk).update(heartbeat_at=long_ago)
+
+
+def heartbeat_goes_stale_and_the_sweeper_runs(job):
+    heartbeat_goes_stale(job)
     assert services.sweep_stale_jobs() == 1
     job.refresh_from_db()
     assert job.status == "queued"
@@ -231,3 +235,25 @@ def test_a_superseded_attempt_that_finishes_last_leaves_the_published_files_alon
         Path(program.adapter_path).parent
     ]
     assert list((media / "tmp").iterdir()) == []
+
+
+def test_the_sweeper_leaves_alone_a_job_published_after_it_looked(
+    running, job, client, user, monkeypatch
+):
+    seen_stale = []
+
+    def goes_stale_and_the_sweeper_looks():
+        heartbeat_goes_stale(job)
+        seen_stale.extend(CompileJob.objects.stale())
+
+    first = Attempt(running, "first", slow_at="end", meanwhile=goes_stale_and_the_sweeper_looks)
+    assert first.run(job) == "ready"
+    assert [stale.pk for stale in seen_stale] == [job.pk]
+
+    # The sweeper goes on from what it read, as if the publish happened in between.
+    monkeypatch.setattr(CompileJobQuerySet, "stale", lambda jobs: seen_stale)
+    assert services.sweep_stale_jobs() == 0
+    job.refresh_from_db()
+    assert (job.status, job.worker, job.attempts) == ("ready", first.worker, 1)
+    client.force_login(user)
+    assert_published_by(first, job.program, client)
