@@ -14,3 +14,13 @@ def figure(request, capsys):
             print(f"\nFIGURE {request.node.name}: {what} = {value}", flush=True)
 
     return report
+
+
+@pytest.fixture(scope="module")
+def site(django_db_setup, tmp_path_factory):
+    """URL of the site as production runs it (tests/reliability/production.py), one
+    per test module."""
+    from tests.reliability.production import production_site
+
+    with production_site(tmp_path_factory.mktemp("site") / "gunicorn.log") as url:
+        yield url

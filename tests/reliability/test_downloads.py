@@ -15,7 +15,7 @@ from django.conf import settings
 from compiler.bundle import read_bundle
 from programs.models import Program
 from tests.factories import ProgramFactory, UserFactory
-from tests.reliability.production import Proxy, production_site, sign_in
+from tests.reliability.production import Proxy, sign_in
 from tests.runtime.conftest import make_bundle, random_adapter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,12 +29,6 @@ SHOWN_COUNT = re.compile(r"<dt>Downloads</dt><dd>([\d,]+)</dd>")
 @pytest.fixture(autouse=True)
 def fast_password_hashing():
     """Real hashers: the site (its own process) checks the passwords made here."""
-
-
-@pytest.fixture(scope="module")
-def site(django_db_setup, tmp_path_factory):
-    with production_site(tmp_path_factory.mktemp("site") / "gunicorn.log") as url:
-        yield url
 
 
 @pytest.fixture(scope="module")

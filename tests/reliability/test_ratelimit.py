@@ -17,17 +17,11 @@ import pytest
 from accounts.models import ApiKey
 from api.ratelimit import RULES
 from tests.factories import UserFactory
-from tests.reliability.production import Proxy, production_site
+from tests.reliability.production import Proxy
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 rng = random.Random()
-
-
-@pytest.fixture(scope="module")
-def site(django_db_setup, tmp_path_factory):
-    with production_site(tmp_path_factory.mktemp("site") / "gunicorn.log") as url:
-        yield url
 
 
 def fresh_client_ip():

@@ -14,7 +14,6 @@ from tests.reliability.production import (
     ORIGIN,
     PRODUCTION_BEHIND_PROXY,
     Proxy,
-    production_site,
     sign_in,
 )
 from tests.test_deploy_check import PRODUCTION, manage
@@ -27,12 +26,6 @@ ONE_YEAR = 31536000
 @pytest.fixture(autouse=True)
 def fast_password_hashing():
     """Real hashers: the site (its own process) checks the passwords made here."""
-
-
-@pytest.fixture(scope="module")
-def site(django_db_setup, tmp_path_factory):
-    with production_site(tmp_path_factory.mktemp("site") / "gunicorn.log") as url:
-        yield url
 
 
 def csp_directives(header):
