@@ -18,6 +18,16 @@ def queued_messages(queue, *, broker_url=None):
         return channel.queue_declare(queue=queue, durable=True, auto_delete=False).message_count
 
 
+def forget_unacknowledged(*, broker_url=None):
+    """Drop what a Redis broker holds as delivered but never acknowledged. A
+    worker an earlier test SIGKILLed mid-compile leaves its message there, to be
+    handed out again once the visibility timeout has passed: at once for a test
+    that shortens it, where it would count as one more delivery."""
+    with app.connection_for_write(broker_url) as connection:
+        channel = connection.default_channel
+        channel.client.delete(channel.unacked_key, channel.unacked_index_key)
+
+
 def tasks_received(log_path, task="compiler.tasks.compile_program", *, since=0):
     """How many `task` messages the worker logging to `log_path` received
     (each delivery, redeliveries included), from byte `since` of the log on."""

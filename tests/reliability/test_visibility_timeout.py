@@ -23,7 +23,7 @@ from compiler import services
 from compiler.tasks import compile_program
 from tests.compiler.test_compile_e2e import URGENCY, wait_for
 from tests.conftest import WorkerProcess
-from tests.reliability.jobs import task_results, tasks_received
+from tests.reliability.jobs import forget_unacknowledged, task_results, tasks_received
 from tests.reliability.test_broker_restart import wait_for_log
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.worker]
@@ -44,6 +44,8 @@ def two_workers(tmp_path):
         )
     }
     workers = [WorkerProcess(tmp_path / f"worker{i}.log", **env) for i in range(2)]
+    if REDIS:
+        forget_unacknowledged()
     try:
         workers[0].start()
         # Its readiness ping may be answered by the first worker: wait for its own word.
