@@ -29,6 +29,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
+# As in the compile worker (paw_site/__init__.py): OpenMP threads spin briefly, then sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")  # keep the log readable

@@ -34,8 +34,9 @@ import time
 from pathlib import Path
 
 # As in every process of the site (paw_site/__init__.py): idle OpenMP threads
-# sleep instead of spinning on cores other processes need.
+# spin briefly, then sleep instead of spinning on cores other processes need.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
