@@ -170,6 +170,11 @@ class ProgramSummaryOut(Schema):
     url: str = Field(description="The program's page on the hub.")
 
 
+class OutputOut(Schema):
+    kind: Literal["free", "choice", "span"]
+    choices: list[str] = Field(default_factory=list)
+
+
 class ProgramOut(ProgramSummaryOut):
     spec: str
     pseudo_program: str
@@ -179,6 +184,10 @@ class ProgramOut(ProgramSummaryOut):
     example_count: int
     selfcheck_accuracy: float | None
     heldout_accuracy: float | None
+    output: OutputOut = Field(
+        description="What the answers may be, read off the examples at compile time: "
+        "`choice` (one of `choices`), `span` (whole words copied from the input) or `free`."
+    )
     adapter: ArtifactOut | None
     bundle: ArtifactOut | None
     ready_at: datetime | None

@@ -6,8 +6,11 @@ compiler snapshot), then scores exact match on the task's held-out inputs for:
 
 - ``zero_shot``: the base model given only the description, no adapter;
 - ``prompt_only``: the compiled pseudo-program's prompt, no adapter;
-- ``compiled``: the compiled program (prompt + its Q4_0 adapter);
-- ``f16``: the same trained LoRA tensors written as an F16 adapter.
+- ``compiled``: the compiled program (prompt + its Q4_0 adapter, decoded within
+  its output constraint, as the runtime runs it);
+- ``unguided``: the same program decoded freely, to show what the output
+  constraint (``runtime.constraint``) adds;
+- ``f16``: the same trained LoRA tensors written as an F16 adapter (constrained).
 
 It prints a table per task and a summary, and as the last line one JSON object.
 
@@ -43,12 +46,13 @@ from compiler import pipeline, training  # noqa: E402
 from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
+from runtime.constraint import OutputConstraint  # noqa: E402
 from runtime.interpreter import available_cores  # noqa: E402
 from runtime.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 QUICK_TASKS = ("urgency", "date_iso")  # one label task, one normalization task
-MODES = ("zero_shot", "prompt_only", "compiled", "f16")
+MODES = ("zero_shot", "prompt_only", "compiled", "unguided", "f16")
 # The longest reference answer is 14 tokens; a longer output cannot match,
 # so the cap only saves time on a base model that rambles.
 MAX_TOKENS = 20
@@ -100,11 +104,13 @@ def recording_fit_lora():
         yield trained
 
 
-def score(template: str, pairs, *, adapter) -> dict:
+def score(template: str, pairs, *, adapter, constraint=None) -> dict:
     run = pipeline.interpreter().run
     hits, latencies, misses = 0, [], []
     for input_text, expected in pairs:
-        result = run(template, input_text, adapter=adapter, max_tokens=MAX_TOKENS)
+        result = run(
+            template, input_text, adapter=adapter, max_tokens=MAX_TOKENS, constraint=constraint
+        )
         latencies.append(result.latency_ms)
         if result.output == expected.strip():
             hits += 1
@@ -143,15 +149,19 @@ def bench_task(task: dict, snapshot) -> dict:
         write_lora_gguf(f16_path, trained[0], rank=params.rank, alpha=params.alpha, quant="F16")
 
         zero_shot_template = prompt_template(f"Task: {task['description']}")
+        template = compiled.prompt_template
+        constraint = OutputConstraint.from_dict(compiled.output_constraint)
         scores = {
             "zero_shot": score(zero_shot_template, held_out, adapter=None),
-            "prompt_only": score(compiled.prompt_template, held_out, adapter=None),
-            "compiled": score(compiled.prompt_template, held_out, adapter=q4_path),
-            "f16": score(compiled.prompt_template, held_out, adapter=f16_path),
+            "prompt_only": score(template, held_out, adapter=None),
+            "compiled": score(template, held_out, adapter=q4_path, constraint=constraint),
+            "unguided": score(template, held_out, adapter=q4_path),
+            "f16": score(template, held_out, adapter=f16_path, constraint=constraint),
         }
         return {
             "name": task["name"],
             "kind": task["kind"],
+            "output": constraint.describe(),
             "scores": scores,
             "compile_s": compile_s,
             "stage_seconds": compiled.stage_seconds,
@@ -165,7 +175,7 @@ def bench_task(task: dict, snapshot) -> dict:
 
 
 def print_task(result: dict) -> None:
-    print(f"\n== {result['name']} ({result['kind']}) ==")
+    print(f"\n== {result['name']} ({result['kind']}; answers: {result['output']}) ==")
     print(f"{'mode':<12} {'EM':>6} {'hits':>7} {'median ms':>10}")
     for mode in MODES:
         s = result["scores"][mode]
@@ -195,6 +205,7 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
         "compiled_mean_em": round(means["compiled"], 4),
         "zero_shot_mean_em": round(means["zero_shot"], 4),
         "prompt_only_mean_em": round(means["prompt_only"], 4),
+        "unguided_mean_em": round(means["unguided"], 4),
         "f16_mean_em": round(means["f16"], 4),
         "compile_s_median": round(statistics.median(compile_s), 1),
         "compile_s_max": round(max(compile_s), 1),
@@ -211,6 +222,7 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
         "tasks": {
             r["name"]: {
                 "kind": r["kind"],
+                "output": r["output"],
                 **{f"{mode}_em": round(r["scores"][mode]["em"], 4) for mode in MODES},
                 "n_heldout": r["scores"]["compiled"]["n"],
                 "compile_s": round(r["compile_s"], 1),

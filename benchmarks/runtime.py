@@ -2,6 +2,9 @@
 
 - warm per-call latency p50/p95 with the prefix cache, and without it (every
   call evaluates its whole prompt), and their ratio;
+- warm latency on the base file as shipped (Q4_1) rather than the runtime's
+  Q8_0 copy of it, and decoded freely rather than within the program's output
+  constraint (the ratio to the warm figure says what each adds);
 - the first call of a fresh process (model loaded, nothing cached yet), and
   loading the model itself;
 - the cost of swapping to another program whose adapter and prompt head are
@@ -47,7 +50,9 @@ sys.path.insert(0, str(REPO))
 from compiler import pipeline  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
+from runtime.constraint import OutputConstraint  # noqa: E402
 from runtime.interpreter import Interpreter, available_cores  # noqa: E402
+from runtime.model import base_model_path  # noqa: E402
 from runtime.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
@@ -81,12 +86,18 @@ def compile_task(name: str, snapshot) -> dict:
             model_cache=Path(os.environ.get("MODEL_CACHE_DIR", var_dir() / "models")),
         )
         print(f"  compiled in {time.perf_counter() - started:.0f} s", flush=True)
-        done.write_text(json.dumps({"pseudo_program": result.pseudo_program}))
+        done.write_text(
+            json.dumps(
+                {"pseudo_program": result.pseudo_program, "output": result.output_constraint}
+            )
+        )
     inputs = [text for text, _ in task["held_out"] + task["train"]]
+    compiled = json.loads(done.read_text())
     return {
         "name": name,
-        "template": prompt_template(json.loads(done.read_text())["pseudo_program"]),
+        "template": prompt_template(compiled["pseudo_program"]),
         "adapter": str(folder / pipeline.ADAPTER_FILE),
+        "constraint": OutputConstraint.from_dict(compiled["output"]),
         "inputs": inputs,
     }
 
@@ -99,7 +110,11 @@ def percentile(values, p: float) -> float:
 def calls(interpreter, program, inputs):
     return [
         interpreter.run(
-            program["template"], text, adapter=program["adapter"], max_tokens=MAX_TOKENS
+            program["template"],
+            text,
+            adapter=program["adapter"],
+            max_tokens=MAX_TOKENS,
+            constraint=program["constraint"],
         )
         for text in inputs
     ]
@@ -171,6 +186,14 @@ def main(argv=None) -> dict:
     no_cache = latency(plain, urgency, inputs)
     plain.close()
 
+    # The same warm calls on the base file as shipped (Q4_1) instead of the runtime's
+    # Q8_0 copy, and decoded freely instead of within the output constraint.
+    shipped = Interpreter(base_model_path(), n_threads=args.threads)
+    latency(shipped, urgency, inputs[:1])
+    warm_shipped = latency(shipped, urgency, inputs)
+    shipped.close()
+    unguided = latency(cached, {**urgency, "constraint": None}, inputs)
+
     # Swapping: both programs' adapters and heads are cached. Each urgency call
     # right after a sentiment call (adapter set again, head restored) is paired
     # with the same call repeated at once (nothing to swap); the cost is their
@@ -193,6 +216,9 @@ def main(argv=None) -> dict:
     summary = {
         "warm_p50_ms": round(statistics.median(warm), 1),
         "warm_p95_ms": round(percentile(warm, 95), 1),
+        "warm_shipped_base_p50_ms": round(statistics.median(warm_shipped), 1),
+        "q8_0_copy_speedup": round(statistics.median(warm_shipped) / statistics.median(warm), 2),
+        "warm_unguided_p50_ms": round(statistics.median(unguided), 1),
         "no_cache_p50_ms": round(statistics.median(no_cache), 1),
         "no_cache_p95_ms": round(percentile(no_cache, 95), 1),
         "prefix_cache_speedup": round(statistics.median(no_cache) / statistics.median(warm), 2),
@@ -216,6 +242,11 @@ def main(argv=None) -> dict:
         p50, p95 = summary[f"{key}_p50_ms"], summary[f"{key}_p95_ms"]
         print(f"{label:<20} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms")
     print(f"prefix cache speedup {summary['prefix_cache_speedup']:.2f}x")
+    print(
+        f"warm p50 on the shipped Q4_1 base {summary['warm_shipped_base_p50_ms']:.1f} ms "
+        f"({summary['q8_0_copy_speedup']:.2f}x the Q8_0 copy's); decoded freely "
+        f"{summary['warm_unguided_p50_ms']:.1f} ms (output: {urgency['constraint'].describe()})"
+    )
     print(
         f"swap to a cached program: +{summary['swap_ms']:.1f} ms "
         f"(swapped call p50 {summary['swapped_call_p50_ms']:.1f} ms)"

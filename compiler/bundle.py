@@ -19,9 +19,12 @@ import stat
 import zipfile
 from pathlib import Path
 
+from runtime.constraint import ConstraintError, OutputConstraint
 from runtime.prompt import PromptError, split
 
-BUNDLE_FORMAT_VERSION = 1
+BUNDLE_FORMAT_VERSION = 2
+# Version 1 bundles come from before output constraints: no `output`, free decoding.
+READABLE_VERSIONS = (1, 2)
 ADAPTER_QUANTIZATIONS = ("Q4_0", "Q8_0", "F16")
 
 META = "meta.json"
@@ -63,6 +66,8 @@ class BundleMeta:
     lora_alpha: float
     adapter_quantization: str
     created_at: str  # ISO 8601
+    # What the answers may be: runtime.constraint.OutputConstraint.to_dict() ({} in version 1).
+    output: dict = dataclasses.field(default_factory=dict)
     version: int = BUNDLE_FORMAT_VERSION
 
     def __post_init__(self):
@@ -74,8 +79,14 @@ class BundleMeta:
                 ok = isinstance(value, int | float) and not isinstance(value, bool)
             if not ok:
                 raise BundleError(f"meta.json: {field.name} must be a {field.type.__name__}")
-        if self.version != BUNDLE_FORMAT_VERSION:
+        if self.version not in READABLE_VERSIONS:
             raise BundleError(f"meta.json: unsupported bundle version {self.version}")
+        if self.version == 1 and self.output:
+            raise BundleError("meta.json: output needs bundle version 2")
+        try:
+            OutputConstraint.from_dict(self.output)
+        except ConstraintError as exc:
+            raise BundleError(f"meta.json: output: {exc}") from exc
         if not _SHA256.fullmatch(self.base_model_sha256):
             raise BundleError("meta.json: base_model_sha256 must be 64 lowercase hex digits")
         if self.lora_rank < 1:
@@ -84,6 +95,10 @@ class BundleMeta:
             raise BundleError(
                 f"meta.json: adapter_quantization must be one of {', '.join(ADAPTER_QUANTIZATIONS)}"
             )
+
+    @property
+    def constraint(self) -> OutputConstraint:
+        return OutputConstraint.from_dict(self.output)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -228,7 +243,8 @@ def _parse_meta(text: str) -> BundleMeta:
     unknown = sorted(set(raw) - known)
     if unknown:
         raise BundleError(f"meta.json: unknown keys {', '.join(unknown)}")
-    missing = sorted(known - set(raw))
+    optional = {"output"} if raw.get("version") == 1 else set()
+    missing = sorted(known - optional - set(raw))
     if missing:
         raise BundleError(f"meta.json: missing keys {', '.join(missing)}")
     return BundleMeta(**raw)

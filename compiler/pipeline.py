@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from runtime.constraint import OutputConstraint, infer
 from runtime.model import BASE_MODEL_ID, base_model_sha256
 from runtime.prompt import prompt_template
 
@@ -36,6 +37,7 @@ HOLDOUT_MIN_EXAMPLES = 8
 class CompileResult:
     pseudo_program: str
     prompt_template: str
+    output_constraint: dict  # runtime.constraint.OutputConstraint.to_dict()
     example_count: int
     selfcheck_accuracy: float
     heldout_accuracy: float | None
@@ -104,6 +106,8 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
     else:
         pseudo = pseudo_program(task_text(parsed), parsed.examples)
     template = prompt_template(pseudo)
+    # From all of the spec's examples: what the answers may be is part of the spec.
+    constraint = infer(parsed.examples) if snapshot.constrained_output else OutputConstraint()
     train, held_out = split_examples(parsed.examples)
 
     enter("training")
@@ -126,9 +130,9 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
     enter("validating")
     inspect_lora_gguf(adapter, base=snapshot.base_model)
     # The spec's own examples and the held-out ones, decoded as one batch.
-    sets = [engines.ScoringSet(template, train, adapter)]
+    sets = [engines.ScoringSet(template, train, adapter, constraint)]
     if held_out:
-        sets.append(engines.ScoringSet(template, held_out, adapter))
+        sets.append(engines.ScoringSet(template, held_out, adapter, constraint))
     selfcheck, *heldout = engine.score_sets(sets)
     heldout = heldout[0] if heldout else None
 
@@ -145,6 +149,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         lora_alpha=float(params.alpha),
         adapter_quantization=snapshot.adapter_quant,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        output=constraint.to_dict(),
     )
     write_bundle(
         bundle, meta=meta, adapter_path=adapter, prompt_template=template, pseudo_program=pseudo
@@ -154,6 +159,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
     return CompileResult(
         pseudo_program=pseudo,
         prompt_template=template,
+        output_constraint=constraint.to_dict(),
         example_count=len(parsed.examples),
         selfcheck_accuracy=selfcheck,
         heldout_accuracy=heldout,

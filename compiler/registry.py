@@ -42,10 +42,15 @@ class Snapshot:
     training: dict = field(default_factory=dict)  # TrainingParams fields
     prompt_format: int = PROMPT_FORMAT_VERSION
     adapter_quant: str = "Q4_0"
+    # Decode within the output constraint the examples imply (runtime.constraint).
+    constrained_output: bool = False
 
     def fingerprint_payload(self) -> dict:
         payload = asdict(self)
         del payload["description"], payload["alias"]
+        if not self.constrained_output:
+            # Snapshots from before the field keep the fingerprint (and program ids) they had.
+            del payload["constrained_output"]
         payload["base_model_sha256"] = base_model_sha256()
         return payload
 

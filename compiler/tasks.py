@@ -129,6 +129,7 @@ def publish(job, program, result, workdir):
             Program.objects.filter(pk=program.pk).update(
                 status=Program.Status.READY,
                 pseudo_program=result.pseudo_program,
+                output_constraint=result.output_constraint,
                 example_count=result.example_count,
                 selfcheck_accuracy=result.selfcheck_accuracy,
                 heldout_accuracy=result.heldout_accuracy,

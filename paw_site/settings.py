@@ -5,6 +5,7 @@ filesystem transport, local-memory cache). Environment variables switch to the
 production parts; the README's configuration table lists every one.
 """
 
+import os
 from pathlib import Path
 
 import environ
@@ -223,8 +224,11 @@ COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", def
 COMPILE_RESEND_QUEUED_SECONDS = env.int("COMPILE_RESEND_QUEUED_SECONDS", default=600)
 # A job is tried at most this many times (worker crashes included), then failed.
 COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
-# The dequantized Hugging Face copy of the base model the trainer loads (built once).
+# Models derived from the shipped base GGUF, each built once: the dequantized Hugging
+# Face copy the trainer loads and the Q8_0 copy the runtime runs. The runtime reads the
+# variable itself (it never imports Django), so every process of the site gets it.
 MODEL_CACHE_DIR = Path(env("MODEL_CACHE_DIR", default=str(VAR_DIR / "models")))
+os.environ.setdefault("MODEL_CACHE_DIR", str(MODEL_CACHE_DIR))
 # Offer the vLLM compilers: their jobs go to the `compile_gpu` queue, which only
 # workers on GPU hosts (with vLLM installed) consume.
 PAW_ENABLE_VLLM = env.bool("PAW_ENABLE_VLLM", default=False)

@@ -14,6 +14,7 @@ from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 
 from paw_site.names import RESERVED_NAMES
+from runtime.constraint import OutputConstraint
 
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
@@ -270,6 +271,8 @@ class Program(models.Model):
     name = models.CharField(max_length=100, blank=True)
     spec = models.TextField()
     pseudo_program = models.TextField(blank=True)
+    # What the answers may be (runtime.constraint.OutputConstraint.to_dict(); {} is free).
+    output_constraint = models.JSONField(default=dict, blank=True)
     compiler_alias = models.CharField(max_length=100)
     compiler_snapshot = models.CharField(max_length=100)
     compiler_fingerprint = models.CharField(max_length=64)
@@ -331,6 +334,10 @@ class Program(models.Model):
     @property
     def title(self):
         return self.name or f"Program {self.id}"
+
+    @property
+    def constraint(self):
+        return OutputConstraint.from_dict(self.output_constraint)
 
     @property
     def is_ready(self):

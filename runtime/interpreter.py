@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import llama_cpp
+import numpy as np
 
 from compiler.gguf_adapter import inspect_lora_gguf
 from runtime.calls import (  # noqa: F401 (the bounds are part of this module's interface)
@@ -40,8 +41,9 @@ from runtime.calls import (  # noqa: F401 (the bounds are part of this module's 
     RunTimeout,
     check_request,
 )
+from runtime.constraint import Guide, OutputConstraint
 from runtime.cores import available_cores
-from runtime.model import base_model_path
+from runtime.model import runtime_model_path
 from runtime.prompt import split
 
 DEFAULT_N_CTX = 2048
@@ -51,6 +53,8 @@ EVAL_CHUNK_TOKENS = 128
 DEFAULT_MAX_CACHED_ADAPTERS = 8
 # ~80 program heads of ~140 tokens; a worker's memory is dominated by this and the model.
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
+# Guided decoding looks for the next valid token among this many most likely ones first.
+GUIDE_TOP_K = 64
 
 
 class AdapterLoadError(RuntimeError):
@@ -102,9 +106,11 @@ class Interpreter:
         max_cached_adapters: int = DEFAULT_MAX_CACHED_ADAPTERS,
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ):
-        """``prefix_cache_bytes=0`` turns the prefix cache off: every call then
-        evaluates its whole prompt (the benchmark's and the tests' reference)."""
-        self.model_path = Path(model_path) if model_path else base_model_path()
+        """``model_path`` defaults to the runtime's copy of the base
+        (``runtime.model.runtime_model_path``). ``prefix_cache_bytes=0`` turns the
+        prefix cache off: every call then evaluates its whole prompt (the
+        benchmark's and the tests' reference)."""
+        self.model_path = Path(model_path) if model_path else runtime_model_path()
         n_threads = n_threads or available_cores()
         self._llm = llama_cpp.Llama(
             model_path=str(self.model_path),
@@ -114,6 +120,9 @@ class Interpreter:
             verbose=False,
         )
         self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
+        self._n_vocab = self._llm.n_vocab()
+        self._pieces: dict[int, bytes] = {}  # token -> its bytes, for guided decoding
+        self._rng = np.random.default_rng()
         self._lock = threading.Lock()
         self._max_cached_adapters = max_cached_adapters
         # (resolved path, mtime_ns, size) -> llama.cpp adapter handle, least recently used first.
@@ -135,18 +144,30 @@ class Interpreter:
         max_tokens: int = DEFAULT_MAX_TOKENS,
         temperature: float = 0.0,
         timeout_s: float | None = None,
+        constraint: OutputConstraint | None = None,
     ) -> RunResult:
         """Decode the answer to ``input_text`` (greedy unless ``temperature`` > 0);
-        ``adapter=None`` runs the bare base model. Raises ``RunLimitError`` for a
-        request out of bounds and ``RunTimeout`` past ``timeout_s`` seconds."""
+        ``adapter=None`` runs the bare base model, ``constraint`` holds the answer
+        to the program's output constraint (``runtime.constraint``). Raises
+        ``RunLimitError`` for a request out of bounds and ``RunTimeout`` past
+        ``timeout_s`` seconds."""
         check_request(input_text, max_tokens=max_tokens, temperature=temperature)
         head, tail = split(template)
+        guide = None if constraint is None or constraint.is_free else Guide(constraint, input_text)
         with self._lock:
             started = time.perf_counter()
             if timeout_s is not None:
                 self._deadline = time.monotonic() + timeout_s
             try:
-                generated = self._run(head, input_text, tail, adapter, max_tokens, temperature)
+                prompt = self._prompt(head, input_text, tail, adapter, max_tokens)
+                if guide is None:
+                    generated = self._generate(prompt, max_tokens, temperature)
+                    text = self._llm.detokenize(generated)
+                    tokens_generated = len(generated)
+                else:
+                    text, tokens_generated = self._decode_guided(
+                        prompt, guide, max_tokens, temperature
+                    )
             except BaseException as exc:
                 # Whatever the context holds now is not a known head any more.
                 self._resident = None
@@ -155,13 +176,17 @@ class Interpreter:
                 raise
             finally:
                 self._deadline = None
-            text = self._llm.detokenize(generated).decode("utf-8", errors="replace")
             latency_ms = (time.perf_counter() - started) * 1000
         return RunResult(
-            output=text.strip(), tokens_generated=len(generated), latency_ms=latency_ms
+            output=text.decode("utf-8", errors="replace").strip(),
+            tokens_generated=tokens_generated,
+            latency_ms=latency_ms,
         )
 
-    def _run(self, head, input_text, tail, adapter, max_tokens, temperature) -> list[int]:
+    def _prompt(self, head, input_text, tail, adapter, max_tokens) -> list[int]:
+        """Set up the context for a call (the adapter on, the head's KV in place,
+        a long prompt evaluated but for its last piece); that last piece, for the
+        decoding to evaluate."""
         head_tokens = self._tokenize(head, special=True)
         suffix = self._tokenize(input_text, special=False) + self._tokenize(tail, special=True)
         prompt_length = len(head_tokens) + len(suffix)
@@ -185,6 +210,9 @@ class Interpreter:
             self._llm.eval(prompt[:EVAL_CHUNK_TOKENS])
             prompt = prompt[EVAL_CHUNK_TOKENS:]
             self._check_deadline()
+        return prompt
+
+    def _generate(self, prompt, max_tokens, temperature) -> list[int]:
         generated: list[int] = []
         # reset=False: the context already holds exactly what precedes `prompt`.
         tokens = self._llm.generate(prompt, temp=temperature, repeat_penalty=1.0, reset=False)
@@ -196,6 +224,70 @@ class Interpreter:
                 break
             self._check_deadline()
         return generated
+
+    def _decode_guided(self, prompt, guide: Guide, max_tokens, temperature) -> tuple[bytes, int]:
+        """Decode the answer within ``guide``: at each step the most likely token
+        (or one sampled, with ``temperature``) among those that keep the answer
+        valid; the end of turn only once the answer is whole. Returns the answer's
+        bytes and how many tokens were decoded for it."""
+        answer, decoded = b"", 0
+        self._llm.eval(prompt)
+        while True:
+            token = self._next_allowed(guide, answer, temperature)
+            if token is None:  # the answer is whole
+                return answer, decoded
+            answer += self._piece(token)
+            decoded += 1
+            settled = guide.settled(answer)
+            if settled is not None:
+                return settled.encode(), decoded
+            if decoded >= max_tokens:
+                return answer, decoded
+            self._check_deadline()
+            self._llm.eval([token])
+
+    def _next_allowed(self, guide: Guide, answer: bytes, temperature: float) -> int | None:
+        """The next token within ``guide``, or None to end the answer here."""
+        logits = np.ctypeslib.as_array(
+            llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(self._n_vocab,)
+        )
+        greedy = temperature <= 0
+        top = np.argpartition(-logits, GUIDE_TOP_K)[:GUIDE_TOP_K]
+        allowed = self._allowed(guide, answer, top[np.argsort(-logits[top])], first=greedy)
+        if not allowed:
+            # Rare: nothing valid among the most likely tokens; look through them all.
+            allowed = self._allowed(guide, answer, np.argsort(-logits), first=greedy)
+        if not allowed:
+            return None
+        if greedy:
+            token = allowed[0]
+        else:
+            weights = np.exp((logits[allowed] - logits[allowed].max()) / temperature)
+            token = allowed[int(self._rng.choice(len(allowed), p=weights / weights.sum()))]
+        return None if llama_cpp.llama_vocab_is_eog(self._vocab, token) else token
+
+    def _allowed(self, guide: Guide, answer: bytes, ranked, *, first: bool) -> list[int]:
+        """The tokens of ``ranked`` that keep the answer valid (an end of turn: that
+        end it here), in order; with ``first``, only the first of them."""
+        allowed = []
+        for token in ranked.tolist():
+            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+                valid = guide.may_end(answer)
+            else:
+                # A token with no text (a control token) would let the answer stall.
+                piece = self._piece(token)
+                valid = bool(piece) and guide.allows(answer + piece)
+            if valid:
+                allowed.append(token)
+                if first:
+                    break
+        return allowed
+
+    def _piece(self, token: int) -> bytes:
+        piece = self._pieces.get(token)
+        if piece is None:
+            piece = self._pieces[token] = self._llm.detokenize([token])
+        return piece
 
     def _restore_head(self, key: tuple, head_tokens: list[int]) -> None:
         """Leave the context holding exactly the KV of ``head_tokens`` under ``key``."""

@@ -66,6 +66,7 @@ class LocalProgram:
             max_tokens=max_tokens,
             temperature=temperature,
             timeout_s=timeout_s,
+            constraint=self.meta.constraint,
         )
 
     def close(self) -> None:

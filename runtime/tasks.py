@@ -67,6 +67,7 @@ def run(program, input_text, *, max_tokens, temperature=0.0):
             max_tokens=max_tokens,
             temperature=temperature,
             timeout_s=settings.RUNTIME_CALL_TIMEOUT_SECONDS,
+            constraint=program.constraint,
         )
     except RunLimitError as exc:
         raise ProgramUnavailable("input_too_long", f"The input is too long: {exc}.") from exc

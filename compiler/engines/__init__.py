@@ -22,6 +22,7 @@ import logging
 from pathlib import Path
 
 from compiler.pseudo import pseudo_program, task_line
+from runtime.constraint import OutputConstraint
 
 from .drafting import DRAFT_MAX_TOKENS, drafted_task_line, drafting_template
 
@@ -44,6 +45,7 @@ class Request:
     input: str
     adapter: Path | None  # the program's adapter GGUF; None runs the bare base model
     max_tokens: int
+    constraint: OutputConstraint = OutputConstraint()  # the program's output constraint
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +61,7 @@ class ScoringSet:
     template: str
     pairs: list[tuple[str, str]]
     adapter: Path | None
+    constraint: OutputConstraint = OutputConstraint()
 
 
 class Engine:
@@ -88,7 +91,7 @@ class Engine:
     def score_sets(self, sets: list[ScoringSet]) -> list[float]:
         """Exact-match accuracy of each set, all sets decoded as one batch."""
         requests = [
-            Request(s.template, input_text, s.adapter, VALIDATION_MAX_TOKENS)
+            Request(s.template, input_text, s.adapter, VALIDATION_MAX_TOKENS, s.constraint)
             for s in sets
             for input_text, _ in s.pairs
         ]

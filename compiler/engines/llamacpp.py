@@ -18,6 +18,7 @@ class LlamaCppEngine(Engine):
                 request.input,
                 adapter=request.adapter,
                 max_tokens=request.max_tokens,
+                constraint=request.constraint,
             )
             completions.append(
                 Completion(result.output, truncated=result.tokens_generated >= request.max_tokens)

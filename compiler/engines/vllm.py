@@ -81,6 +81,9 @@ class VllmEngine(Engine):
 
         if not requests:
             return []
+        if any(not r.constraint.is_free for r in requests):
+            # Its snapshots decode freely; the guided decoding lives in the llama.cpp runtime.
+            raise ValueError("the vLLM engine does not decode within output constraints")
         with self._lock:
             prompts = [
                 {"prompt_token_ids": self._prompt_ids(r.template, r.input)} for r in requests

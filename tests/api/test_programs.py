@@ -105,6 +105,13 @@ def test_detail_contract(anon, program):
     assert body["compiler_snapshot"] == "paw-smollm2-135m-20261124"
     assert body["slug"] is None and body["adapter"] is None  # no name, no files on disk
     assert body["selfcheck_accuracy"] == 0.9 and body["hidden"] is False
+    assert body["output"] == {"kind": "free", "choices": []}
+
+
+def test_detail_says_what_the_answers_may_be(anon, user):
+    labels = {"kind": "choice", "choices": ["urgent", "normal", "low"]}
+    program = ProgramFactory(owner=user, output_constraint=labels)
+    assert anon.get(f"{API}/programs/{program.id}").json()["output"] == labels
 
 
 def test_detail_access(anon, as_user, as_other, as_staff, program, private, hidden):

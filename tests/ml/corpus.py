@@ -239,6 +239,7 @@ META_VALUES = BundleMeta(
     lora_alpha=32.0,
     adapter_quantization="Q4_0",
     created_at="2026-11-24T12:00:00+00:00",
+    output={"kind": "choice", "choices": ["hi", "hello"]},
 )
 
 
@@ -309,7 +310,66 @@ BAD_MEMBERS = [
     ("rank as string", members(**{META: meta_with(lora_rank="32")}), [], "lora_rank must be a int"),
     ("rank as bool", members(**{META: meta_with(lora_rank=True)}), [], "lora_rank must be a int"),
     ("rank zero", members(**{META: meta_with(lora_rank=0)}), [], "positive"),
-    ("version 2", members(**{META: meta_with(version=2)}), [], "unsupported bundle version"),
+    ("version 9", members(**{META: meta_with(version=9)}), [], "unsupported bundle version"),
+    (
+        "version 1 with an output",
+        members(**{META: meta_with(version=1, output={"kind": "span"})}),
+        [],
+        "output needs bundle version 2",
+    ),
+    ("output missing", members(**{META: meta_with(output=...)}), [], "missing keys output"),
+    ("output not an object", members(**{META: meta_with(output=[1])}), [], "output must be a dict"),
+    (
+        "unknown output kind",
+        members(**{META: meta_with(output={"kind": "regex"})}),
+        [],
+        "output kind must be one of",
+    ),
+    (
+        "output choices without the choice kind",
+        members(**{META: meta_with(output={"kind": "free", "choices": ["a"]})}),
+        [],
+        "choices go with the choice kind",
+    ),
+    (
+        "too many output choices",
+        members(
+            **{
+                META: meta_with(
+                    output={
+                        "kind": "choice",
+                        "choices": list("abcdefghijklmnopqrstuvwxyz0123456789"),
+                    }
+                )
+            }
+        ),
+        [],
+        "at most 32 choices",
+    ),
+    (
+        "an output choice too long",
+        members(**{META: meta_with(output={"kind": "choice", "choices": ["a", "b" * 201]})}),
+        [],
+        "1 to 200",
+    ),
+    (
+        "an output choice not a string",
+        members(**{META: meta_with(output={"kind": "choice", "choices": ["a", 2]})}),
+        [],
+        "1 to 200",
+    ),
+    (
+        "duplicate output choices",
+        members(**{META: meta_with(output={"kind": "choice", "choices": ["a", "a"]})}),
+        [],
+        "distinct",
+    ),
+    (
+        "unknown output key",
+        members(**{META: meta_with(output={"kind": "span", "regex": ".*"})}),
+        [],
+        "unknown keys regex",
+    ),
     ("short sha256", members(**{META: meta_with(base_model_sha256="abc")}), [], "64 lowercase hex"),
     (
         "unknown quantization",

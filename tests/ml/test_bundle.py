@@ -96,3 +96,27 @@ def test_reader_refuses_a_symlinked_bundle(tmp_path):
 def test_member_caps_are_inclusive(tmp_path):
     path = zip_of(tmp_path / "program.paw", members(**{PSEUDO_PROGRAM: b"p" * (64 * 1024)}))
     assert len(read_bundle(path).pseudo_program) == 64 * 1024
+
+
+def test_a_version_1_bundle_reads_as_free(tmp_path):
+    """Bundles from before output constraints have no `output`: their programs decode freely."""
+    from compiler.bundle import META
+    from tests.ml.corpus import meta_with
+
+    path = zip_of(tmp_path / "old.paw", members(**{META: meta_with(version=1, output=...)}))
+    meta = read_bundle(path).meta
+    assert meta.version == 1 and meta.constraint.is_free
+
+
+def test_the_output_constraint_travels_in_the_bundle(tmp_path):
+    adapter = tmp_path / "adapter.gguf"
+    adapter.write_bytes(b"GGUF")
+    path = tmp_path / "out.paw"
+    write_bundle(
+        path,
+        meta=META_VALUES,
+        adapter_path=adapter,
+        prompt_template=TEMPLATE,
+        pseudo_program=PSEUDO,
+    )
+    assert read_bundle(path).meta.constraint.choices == ("hi", "hello")

@@ -5,6 +5,7 @@ import threading
 import pytest
 
 from compiler.gguf_adapter import AdapterError
+from runtime.constraint import Guide, OutputConstraint, infer
 from runtime.interpreter import MAX_INPUT_CHARS, MAX_TOKENS_LIMIT, Interpreter, RunLimitError
 from runtime.prompt import prompt_template
 
@@ -133,3 +134,46 @@ def test_evicted_adapters_reload(trained_adapter, urgency):
         assert interpreter.run(template, text, adapter=trained_adapter.q4_0).output == first
     finally:
         interpreter.close()
+
+
+def test_a_choice_constraint_answers_with_a_label_and_stops_at_it(
+    interpreter, trained_adapter, urgency
+):
+    constraint = infer(urgency.train)
+    assert constraint.kind == "choice"
+    for text, _ in urgency.held_out:
+        free = interpreter.run(trained_adapter.template, text, adapter=trained_adapter.q4_0)
+        held = interpreter.run(
+            trained_adapter.template, text, adapter=trained_adapter.q4_0, constraint=constraint
+        )
+        assert held.output in constraint.choices
+        # Greedy either way: where the free answer is a label, it is the same label,
+        # found without decoding the end of turn after it.
+        if free.output in constraint.choices:
+            assert held.output == free.output
+            assert held.tokens_generated < free.tokens_generated + 1
+        # Sampling stays within the labels too.
+        sampled = interpreter.run(
+            trained_adapter.template,
+            text,
+            adapter=trained_adapter.q4_0,
+            constraint=constraint,
+            temperature=1.5,
+        )
+        assert sampled.output in constraint.choices
+
+
+def test_a_span_constraint_copies_whole_words_of_the_input(interpreter):
+    """The bare model, told to extract, answers with a piece of the input all the same."""
+    template = prompt_template("Task: Extract the destination city.")
+    span = OutputConstraint("span")
+    for text in ["Flight from Atlanta to Boston tomorrow.", "Wir fahren nach Zürich, dann Genf."]:
+        result = interpreter.run(template, text, max_tokens=12, constraint=span)
+        assert result.output and Guide(span, text).may_end(result.output.encode()), result
+
+
+def test_a_constrained_answer_stops_at_max_tokens(interpreter):
+    template = prompt_template("Task: Repeat the input.")
+    text = "one two three four five six seven eight nine ten"
+    result = interpreter.run(template, text, max_tokens=2, constraint=OutputConstraint("span"))
+    assert result.tokens_generated <= 2

@@ -69,6 +69,7 @@ def test_program_page_shows_everything_about_it(client, user):
         adapter_sha256="a" * 64,
         bundle_size=3_100_000,
         bundle_sha256="b" * 64,
+        output_constraint={"kind": "choice", "choices": ["urgent", "normal", "low"]},
         tags=["support"],
     )
     services.alias_point(user=user, slug="urgency", program=program)
@@ -81,6 +82,7 @@ def test_program_page_shows_everything_about_it(client, user):
         program.compiler_snapshot,
         "0.92",
         "0.80 on 10 unseen examples",
+        "One of urgent, normal, low",
         "a" * 64,
         "b" * 64,
         f"/p/{program.id}/download/bundle/",

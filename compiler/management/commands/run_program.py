@@ -31,7 +31,11 @@ class Command(BaseCommand):
         for text in self.inputs(opts):
             try:
                 result = shared_interpreter().run(
-                    template, text, adapter=adapter, max_tokens=opts["max_tokens"]
+                    template,
+                    text,
+                    adapter=adapter,
+                    max_tokens=opts["max_tokens"],
+                    constraint=program.constraint,
                 )
             except (RunLimitError, RunTimeout) as exc:
                 self.stdout.write(json.dumps({"input": text, "error": str(exc)}))
