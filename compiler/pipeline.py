@@ -37,7 +37,6 @@ HOLDOUT_MIN_EXAMPLES = 8
 class CompileResult:
     pseudo_program: str
     prompt_template: str
-    output_constraint: dict  # runtime.constraint.OutputConstraint.to_dict()
     example_count: int
     selfcheck_accuracy: float
     heldout_accuracy: float | None
@@ -47,6 +46,8 @@ class CompileResult:
     bundle_size: int
     bundle_sha256: str
     stage_seconds: dict = field(default_factory=dict)
+    # runtime.constraint.OutputConstraint.to_dict(); {} is free.
+    output_constraint: dict = field(default_factory=dict)
 
 
 def interpreter():

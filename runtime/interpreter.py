@@ -19,6 +19,12 @@ to one (adapter, head) pair. Two levels:
 
 Greedy decoding is deterministic, and restoring the exact KV of the head gives
 the same answer as evaluating the whole prompt (tests/runtime checks this).
+
+Guided decoding. A program whose answers are held to an output constraint
+(``runtime.constraint``: one of its labels, or a span of the input) is decoded
+token by token here instead of by llama.cpp's sampler: each step takes the most
+likely token whose text keeps the answer valid, and a label answer ends as soon
+as one label is left, without decoding the rest of it or the end of turn.
 """
 
 import collections

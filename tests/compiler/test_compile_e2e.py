@@ -92,6 +92,9 @@ def test_a_spec_compiles_into_a_checked_program(celery_worker, user):
     assert bundle.meta.program_id == program.id
     assert bundle.meta.adapter_quantization == "Q4_0"
     assert bundle.adapter == adapter.read_bytes()
+    # The examples use three labels again and again: the program answers with one of them.
+    labels = {"kind": "choice", "choices": ["urgent", "normal", "low"]}
+    assert program.output_constraint == labels and bundle.meta.output == labels
     # 12 examples: 9 to train on, 3 held out; the program must have learned its own examples.
     assert program.heldout_count == 3
     assert program.selfcheck_accuracy >= 0.8

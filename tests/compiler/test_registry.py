@@ -7,9 +7,21 @@ from compiler import registry
 
 def test_aliases_resolve_to_dated_snapshots():
     snapshot = registry.resolve("paw-smollm2-135m")
-    assert snapshot.name == "paw-smollm2-135m-20261124"
+    assert snapshot.name == "paw-smollm2-135m-20261202"
     assert registry.resolve(None) == snapshot
     assert registry.resolve(snapshot.name) == snapshot
+    # Older snapshots stay resolvable: their programs keep their ids and behaviour.
+    assert registry.resolve("paw-smollm2-135m-20261124").name == "paw-smollm2-135m-20261124"
+
+
+def test_snapshots_from_before_output_constraints_keep_their_fingerprint():
+    """Adding `constrained_output` must not change an older snapshot's program ids."""
+    old = registry.resolve("paw-smollm2-135m-20261124")
+    assert not old.constrained_output
+    assert "constrained_output" not in old.fingerprint_payload()
+    new = registry.resolve()
+    assert new.constrained_output and new.fingerprint_payload()["constrained_output"] is True
+    assert new.fingerprint != old.fingerprint
 
 
 def test_unknown_compiler_lists_the_known_ones():
@@ -37,5 +49,5 @@ def test_compilers_listing():
         "name": "paw-smollm2-135m",
         "description": registry.resolve().description,
         "default": True,
-        "latest_snapshot": "paw-smollm2-135m-20261124",
+        "latest_snapshot": "paw-smollm2-135m-20261202",
     }

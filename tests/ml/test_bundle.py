@@ -29,6 +29,7 @@ def test_round_trip(tmp_path):
     )
     bundle = read_bundle(path)
     assert bundle.meta == META_VALUES
+    assert bundle.meta.constraint.choices == ("hi", "hello")  # the output constraint travels
     assert bundle.adapter == adapter.read_bytes()
     assert bundle.prompt_template == TEMPLATE
     assert bundle.pseudo_program == PSEUDO
@@ -107,16 +108,3 @@ def test_a_version_1_bundle_reads_as_free(tmp_path):
     meta = read_bundle(path).meta
     assert meta.version == 1 and meta.constraint.is_free
 
-
-def test_the_output_constraint_travels_in_the_bundle(tmp_path):
-    adapter = tmp_path / "adapter.gguf"
-    adapter.write_bytes(b"GGUF")
-    path = tmp_path / "out.paw"
-    write_bundle(
-        path,
-        meta=META_VALUES,
-        adapter_path=adapter,
-        prompt_template=TEMPLATE,
-        pseudo_program=PSEUDO,
-    )
-    assert read_bundle(path).meta.constraint.choices == ("hi", "hello")

@@ -126,6 +126,7 @@ def test_a_spec_is_embedded_once_when_it_becomes_ready(client, settings, tmp_pat
     result = SimpleNamespace(
         stage_seconds={},
         pseudo_program="",
+        output_constraint={},
         example_count=2,
         selfcheck_accuracy=1.0,
         heldout_accuracy=None,
