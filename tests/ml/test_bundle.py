@@ -107,4 +107,3 @@ def test_a_version_1_bundle_reads_as_free(tmp_path):
     path = zip_of(tmp_path / "old.paw", members(**{META: meta_with(version=1, output=...)}))
     meta = read_bundle(path).meta
     assert meta.version == 1 and meta.constraint.is_free
-
