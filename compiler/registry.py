@@ -83,7 +83,8 @@ def _fingerprint(snapshot_name: str) -> str:
 # The output constraints alone: 0.693 -> 0.745 (destination +19, email +12 points).
 # Not adopted: 60 steps (urgency +3, sentiment 0, date -3 points); a digit-shape
 # constraint (###-###-####, ####-##-##), which fixed the format of 3 phone numbers
-# and 2 dates but not their digits (0 points).
+# and 2 dates but not their digits (0 points); leaving the pseudo-program's examples
+# out of training, against dates echoing them (date +3, email -22 points, unguided).
 SMOLLM2_TRAINING = {
     "rank": 32,
     "alpha": 32.0,
