@@ -38,6 +38,7 @@ class ProgramAdmin(admin.ModelAdmin):
         "compiler_alias",
         "compiler_snapshot",
         "compiler_fingerprint",
+        "output_constraint",  # the compiler's, as in the bundle
         "adapter_path",
         "adapter_size",
         "adapter_sha256",
