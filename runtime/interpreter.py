@@ -195,8 +195,7 @@ class Interpreter:
         """Set up the context for a call (the adapter on, the head's KV in place,
         a long prompt evaluated but for its last piece); that last piece, for the
         decoding to evaluate."""
-        head_tokens = self._head_tokens(head)
-        suffix = self._tokenize(input_text, special=False) + self._tokenize(tail, special=True)
+        head_tokens, suffix = self._prompt_pieces(head, input_text, tail)
         prompt_length = len(head_tokens) + len(suffix)
         if prompt_length + max_tokens > self._llm.n_ctx():
             raise RunLimitError(
@@ -340,11 +339,13 @@ class Interpreter:
         """The token ids a call feeds llama.cpp; training must produce the same ids."""
         head, tail = split(template)
         with self._lock:
-            return (
-                self._tokenize(head, special=True)
-                + self._tokenize(input_text, special=False)
-                + self._tokenize(tail, special=True)
-            )
+            head_tokens, suffix = self._prompt_pieces(head, input_text, tail)
+            return head_tokens + suffix
+
+    def _prompt_pieces(self, head: str, input_text: str, tail: str) -> tuple[list[int], list[int]]:
+        """The head's tokens, and the input's followed by the tail's."""
+        suffix = self._tokenize(input_text, special=False) + self._tokenize(tail, special=True)
+        return self._head_tokens(head), suffix
 
     def _head_tokens(self, head: str) -> list[int]:
         """The head's tokens, remembered for the recent heads (tokenizing one
