@@ -167,12 +167,10 @@ def smollm2(pooling, template="{}"):
     """SmolLM2-135M's last hidden states through llama.cpp, pooled by `pooling`."""
 
     def load():
-        from llama_cpp import Llama
+        from runtime.model import base_model_path, load_llama
 
-        from runtime.model import base_model_path
-
-        llm = Llama(
-            model_path=str(base_model_path()),
+        llm = load_llama(
+            base_model_path(),
             embedding=True,
             pooling_type=pooling,
             n_ctx=512,

@@ -49,7 +49,7 @@ from runtime.calls import (  # noqa: F401 (the bounds are part of this module's 
 )
 from runtime.constraint import Guide, OutputConstraint
 from runtime.cores import available_cores
-from runtime.model import runtime_model_path
+from runtime.model import load_llama, runtime_model_path
 from runtime.prompt import split
 
 DEFAULT_N_CTX = 2048
@@ -119,8 +119,8 @@ class Interpreter:
         benchmark's and the tests' reference)."""
         self.model_path = Path(model_path) if model_path else runtime_model_path()
         n_threads = n_threads or available_cores()
-        self._llm = llama_cpp.Llama(
-            model_path=str(self.model_path),
+        self._llm = load_llama(
+            self.model_path,
             n_ctx=n_ctx,
             n_threads=n_threads,
             n_threads_batch=n_threads,

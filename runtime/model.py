@@ -10,6 +10,7 @@ import functools
 import hashlib
 import os
 import tempfile
+import threading
 from importlib import metadata
 from pathlib import Path
 
@@ -104,3 +105,48 @@ def runtime_model_path(cache_dir: Path | str | None = None) -> Path:
     finally:
         Path(partial).unlink(missing_ok=True)
     return target
+
+
+_load_lock = threading.Lock()
+
+
+def extra_buffer_types_usable(system_info: bytes | None = None) -> bool:
+    """Whether llama.cpp may place weights in its CPU's extra buffer types.
+
+    Those are repacked layouts (``CPU_REPACK``) and, on a CPU with Intel AMX,
+    the AMX buffer type -- whose matrix multiply segfaults on the first
+    evaluation on these Sapphire-Rapids-class machines (llama.cpp #20824; every
+    call crashed the process here with llama-cpp-python 0.3.36 built natively).
+    ggml gives no way to leave out AMX alone, so on such a CPU the weights stay
+    in plain CPU buffers; elsewhere the repacked layouts are kept.
+    """
+    if system_info is None:
+        import llama_cpp
+
+        system_info = llama_cpp.llama_print_system_info()
+    return b"AMX_INT8 = 1" not in system_info
+
+
+def load_llama(model_path: Path | str, **kwargs):
+    """``llama_cpp.Llama(model_path, **kwargs)``, with the weights kept out of
+    buffer types that crash on this CPU (``extra_buffer_types_usable``)."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as bindings
+
+    if extra_buffer_types_usable():
+        return llama_cpp.Llama(model_path=str(model_path), **kwargs)
+    # Llama() takes no argument for it and loads in its constructor, so its
+    # model parameters' defaults are adjusted for the length of that call.
+    defaults = bindings.llama_model_default_params
+
+    def model_params():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+
+    with _load_lock:
+        bindings.llama_model_default_params = model_params
+        try:
+            return llama_cpp.Llama(model_path=str(model_path), **kwargs)
+        finally:
+            bindings.llama_model_default_params = defaults

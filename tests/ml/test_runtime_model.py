@@ -2,12 +2,24 @@
 
 import os
 import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import gguf
 import pytest
 
 from runtime.interpreter import Interpreter
-from runtime.model import RUNTIME_QUANT, base_model_path, base_model_sha256, runtime_model_path
+from runtime.model import (
+    RUNTIME_QUANT,
+    base_model_path,
+    base_model_sha256,
+    extra_buffer_types_usable,
+    load_llama,
+    runtime_model_path,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
@@ -73,3 +85,36 @@ def test_a_failed_copy_leaves_nothing_behind(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="could not write"):
         runtime_model_path(tmp_path)
     assert os.listdir(tmp_path) == []
+
+
+def test_extra_buffer_types_are_left_out_on_a_cpu_with_amx():
+    # llama.cpp's AMX buffer type segfaults on the first evaluation (llama.cpp #20824).
+    assert not extra_buffer_types_usable(b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 | ")
+    assert extra_buffer_types_usable(b"CPU : AVX2 = 1 | FMA = 1 | REPACK = 1 | ")
+
+
+def test_a_model_loaded_here_evaluates_without_crashing():
+    # In its own process: on an AMX CPU, loading with the defaults killed the process.
+    code = (
+        "from runtime.model import base_model_path, load_llama\n"
+        "llm = load_llama(base_model_path(), n_ctx=256, n_threads=2, verbose=False)\n"
+        "llm.eval(llm.tokenize(b'Hello there, how are you today?'))\n"
+        "print('evaluated', llm.n_tokens)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "evaluated" in done.stdout
+
+
+def test_load_llama_sets_its_parameters_for_one_load_only(monkeypatch):
+    import llama_cpp.llama_cpp as bindings
+
+    defaults = bindings.llama_model_default_params
+    monkeypatch.setattr("runtime.model.extra_buffer_types_usable", lambda: False)
+    llm = load_llama(base_model_path(), n_ctx=256, n_threads=1, verbose=False)
+    assert llm.model_params.use_extra_bufts is False
+    assert bindings.llama_model_default_params is defaults
+    assert defaults().use_extra_bufts is True
+    llm.close()
