@@ -33,7 +33,31 @@ ASYNC_UNSAFE = "DJANGO_ALLOW_ASYNC_UNSAFE"
 
 
 @pytest.fixture(scope="package")
-def live_site(django_db_setup, fake_github_server, tmp_path_factory):
+def site_cache_dir(tmp_path_factory):
+    """The cache the live site and this process share (see ``shared_cache``)."""
+    return tmp_path_factory.mktemp("site_cache")
+
+
+@pytest.fixture(autouse=True)
+def shared_cache(settings, site_cache_dir):
+    """This process and the live site use one cache, emptied before each test.
+
+    With a cache of its own, the site kept serving a gallery page it cached in
+    an earlier test (of a database since flushed): the programs this process
+    saves make the cached pages stale only in the cache they share."""
+    from django.core.cache import cache
+
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(site_cache_dir),
+        }
+    }
+    cache.clear()
+
+
+@pytest.fixture(scope="package")
+def live_site(django_db_setup, fake_github_server, site_cache_dir, tmp_path_factory):
     """Base URL of the site running under gunicorn on the test database.
 
     Package-scoped so it starts once for the browser tests and stops before
@@ -45,6 +69,7 @@ def live_site(django_db_setup, fake_github_server, tmp_path_factory):
         "/accounts/login/",
         without=[ASYNC_UNSAFE],  # only ever meant for this process (see `browser`)
         DEBUG="false",
+        CACHE_URL=f"filecache://{site_cache_dir}",
         SECRET_KEY="browser-tests-" + secrets.token_hex(24),
         ALLOWED_HOSTS="127.0.0.1",
         ACCOUNT_ALLOW_SIGNUP="true",
