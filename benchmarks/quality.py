@@ -148,7 +148,7 @@ def bench_task(task: dict, snapshot) -> dict:
         f16_path = workdir / "adapter-f16.gguf"
         write_lora_gguf(f16_path, trained[0], rank=params.rank, alpha=params.alpha, quant="F16")
 
-        zero_shot_template = prompt_template(f"Task: {task['description']}")
+        zero_shot_template = prompt_template(f"Task: {task['description']}", snapshot.prompt_format)
         template = compiled.prompt_template
         constraint = OutputConstraint.from_dict(compiled.output_constraint)
         scores = {

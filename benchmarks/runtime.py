@@ -53,7 +53,6 @@ from compiler.spec import merge_spec  # noqa: E402
 from runtime.constraint import OutputConstraint  # noqa: E402
 from runtime.interpreter import Interpreter, available_cores  # noqa: E402
 from runtime.model import base_model_path  # noqa: E402
-from runtime.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 TASKS = ("urgency", "sentiment")
@@ -69,7 +68,8 @@ def compile_task(name: str, snapshot) -> dict:
     """The task compiled by the pipeline: template, adapter path, inputs (cached on disk)."""
     task = json.loads((DATA_DIR / f"{name}.json").read_text())
     spec = merge_spec(task["description"], [tuple(pair) for pair in task["train"]])
-    key = hashlib.sha256(f"{spec}\0{snapshot.fingerprint}".encode()).hexdigest()[:16]
+    # "2": what program.json holds (the template itself since prompt formats).
+    key = hashlib.sha256(f"2\0{spec}\0{snapshot.fingerprint}".encode()).hexdigest()[:16]
     folder = var_dir() / "bench-runtime" / f"{name}-{key}"
     done = folder / "program.json"
     if not done.exists():
@@ -88,14 +88,14 @@ def compile_task(name: str, snapshot) -> dict:
         print(f"  compiled in {time.perf_counter() - started:.0f} s", flush=True)
         done.write_text(
             json.dumps(
-                {"pseudo_program": result.pseudo_program, "output": result.output_constraint}
+                {"template": result.prompt_template, "output": result.output_constraint}
             )
         )
     inputs = [text for text, _ in task["held_out"] + task["train"]]
     compiled = json.loads(done.read_text())
     return {
         "name": name,
-        "template": prompt_template(compiled["pseudo_program"]),
+        "template": compiled["template"],
         "adapter": str(folder / pipeline.ADAPTER_FILE),
         "constraint": OutputConstraint.from_dict(compiled["output"]),
         "inputs": inputs,

@@ -106,7 +106,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         pseudo = engine.draft_pseudo_program(task_text(parsed), parsed.examples)
     else:
         pseudo = pseudo_program(task_text(parsed), parsed.examples)
-    template = prompt_template(pseudo)
+    template = prompt_template(pseudo, snapshot.prompt_format)
     # From all of the spec's examples: what the answers may be is part of the spec.
     constraint = infer(parsed.examples) if snapshot.constrained_output else OutputConstraint()
     train, held_out = split_examples(parsed.examples)
@@ -119,6 +119,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         pairs=train,
         pseudo_program=pseudo,
         params=params,
+        prompt_format=snapshot.prompt_format,
         progress=lambda fraction: report("training", fraction),
     )
 

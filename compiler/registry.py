@@ -14,6 +14,7 @@ from functools import cache
 
 from runtime.model import base_model_path, base_model_sha256
 
+# The format of the snapshots that do not name one (runtime.prompt's formats).
 PROMPT_FORMAT_VERSION = 1
 
 
@@ -85,6 +86,12 @@ def _fingerprint(snapshot_name: str) -> str:
 # constraint (###-###-####, ####-##-##), which fixed the format of 3 phone numbers
 # and 2 dates but not their digits (0 points); leaving the pseudo-program's examples
 # out of training, against dates echoing them (date +3, email -22 points, unguided).
+# Tried on 2026-12-02 against 0.766 for the 20261202 snapshot (same protocol): the
+# final adapter trained on all 16 examples instead of the 12 the pipeline keeps after
+# holding out 4, 0.760 (destination +9, date +9, email -12, urgency -6 points); that
+# and 8 examples in the pseudo-program instead of 3, 0.750; all 30 layers for the
+# extraction and normalization tasks only, 0 gain at 2.5-7x the training time.
+# Prompt format 2 (20261202b): 0.760, one answer in 192 apart.
 SMOLLM2_TRAINING = {
     "rank": 32,
     "alpha": 32.0,
@@ -123,6 +130,20 @@ SNAPSHOTS = [
         constrained_output=True,
     ),
     Snapshot(
+        name="paw-smollm2-135m-20261202b",
+        alias="paw-smollm2-135m",
+        description="SmolLM2-135M-Instruct base, LoRA on all projections, Q4_0 adapter; "
+        "llama.cpp on CPU. Answers are held to what the examples show: one of their labels, "
+        "or words copied from the input. Fast to compile, runs anywhere.",
+        base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        engine="llama.cpp",
+        pseudo_program="deterministic",
+        training=SMOLLM2_TRAINING,
+        constrained_output=True,
+        # The user turn ends at the input (runtime.prompt): 6 fewer tokens a call.
+        prompt_format=2,
+    ),
+    Snapshot(
         name="paw-smollm2-135m-vllm-20261125",
         alias="paw-smollm2-135m-vllm",
         description="The same base, LoRA and Q4_0 adapter, compiled on a GPU host with "
@@ -136,7 +157,7 @@ SNAPSHOTS = [
 ]
 # alias -> the snapshot it points at today
 ALIASES = {
-    "paw-smollm2-135m": "paw-smollm2-135m-20261202",
+    "paw-smollm2-135m": "paw-smollm2-135m-20261202b",
     "paw-smollm2-135m-vllm": "paw-smollm2-135m-vllm-20261125",
 }
 DEFAULT_ALIAS = "paw-smollm2-135m"
@@ -145,6 +166,14 @@ _BY_NAME = {s.name: s for s in SNAPSHOTS}
 
 COMPILE_QUEUE = "compile"
 GPU_COMPILE_QUEUE = "compile_gpu"  # consumed only by workers on GPU hosts, with vLLM
+
+
+def prompt_format_of(snapshot_name: str) -> int:
+    """The prompt format programs compiled by ``snapshot_name`` run with, whether
+    or not this deployment offers that snapshot; the first format for a name
+    this registry does not know (every program from before formats had it)."""
+    snapshot = _BY_NAME.get(snapshot_name)
+    return snapshot.prompt_format if snapshot else PROMPT_FORMAT_VERSION
 
 
 def compile_queue(snapshot_name: str) -> str:

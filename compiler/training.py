@@ -34,7 +34,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from runtime.cores import available_cores
 from runtime.model import base_model_path, base_model_sha256
-from runtime.prompt import END_OF_TURN, prompt_template, split
+from runtime.prompt import END_OF_TURN, LATEST_PROMPT_FORMAT, prompt_template, split
 
 # PEFT / Hugging Face projection name -> llama.cpp tensor name.
 GGUF_PROJECTION_NAMES = {
@@ -132,9 +132,11 @@ def fit_lora(
     pairs: list[tuple[str, str]],
     pseudo_program: str,
     params: TrainingParams,
+    prompt_format: int = LATEST_PROMPT_FORMAT,
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Train a LoRA on ``pairs`` (input, output); same arguments give the same tensors.
+    """Train a LoRA on ``pairs`` (input, output) in prompts of ``prompt_format``
+    (``runtime.prompt``); same arguments give the same tensors.
 
     Returns ``blk.{i}.{proj}.weight.lora_a`` / ``.lora_b`` arrays in Hugging
     Face row order, ready for ``compiler.gguf_adapter.write_lora_gguf``.
@@ -152,7 +154,7 @@ def fit_lora(
     first_adapted = n_layers - min(params.adapted_layers, n_layers)
     layers = model.model.layers
 
-    head, tail = split(prompt_template(pseudo_program))
+    head, tail = split(prompt_template(pseudo_program, prompt_format))
     prefix_ids = _tokenize(tokenizer, head, special=True)
     examples = [_example(tokenizer, tail, i, o, params) for i, o in pairs]
 

@@ -13,8 +13,10 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 
+from compiler.registry import prompt_format_of
 from paw_site.names import RESERVED_NAMES
 from runtime.constraint import OutputConstraint
+from runtime.prompt import prompt_template
 
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
@@ -338,6 +340,11 @@ class Program(models.Model):
     @property
     def constraint(self):
         return OutputConstraint.from_dict(self.output_constraint)
+
+    @property
+    def prompt_template(self):
+        """The prompt it runs in: its pseudo-program in its compiler's prompt format."""
+        return prompt_template(self.pseudo_program, prompt_format_of(self.compiler_snapshot))
 
     @property
     def is_ready(self):

@@ -26,7 +26,7 @@ from django.utils import timezone
 from compiler.gguf_adapter import AdapterError
 from programs.models import Case, Program
 from runtime.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
-from runtime.prompt import PromptError, prompt_template
+from runtime.prompt import PromptError
 
 log = logging.getLogger(__name__)
 RUNTIME_QUEUE = "runtime"
@@ -61,7 +61,7 @@ def run(program, input_text, *, max_tokens, temperature=0.0):
         raise ProgramUnavailable("not_ready", "This program is not ready to run.")
     try:
         return shared_interpreter().run(
-            prompt_template(program.pseudo_program),
+            program.prompt_template,
             input_text,
             adapter=Path(settings.MEDIA_ROOT) / program.adapter_path,
             max_tokens=max_tokens,

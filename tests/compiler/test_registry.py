@@ -7,7 +7,7 @@ from compiler import registry
 
 def test_aliases_resolve_to_dated_snapshots():
     snapshot = registry.resolve("paw-smollm2-135m")
-    assert snapshot.name == "paw-smollm2-135m-20261202"
+    assert snapshot.name == "paw-smollm2-135m-20261202b"
     assert registry.resolve(None) == snapshot
     assert registry.resolve(snapshot.name) == snapshot
     # Older snapshots stay resolvable: their programs keep their ids and behaviour.
@@ -49,5 +49,27 @@ def test_compilers_listing():
         "name": "paw-smollm2-135m",
         "description": registry.resolve().description,
         "default": True,
-        "latest_snapshot": "paw-smollm2-135m-20261202",
+        "latest_snapshot": "paw-smollm2-135m-20261202b",
     }
+
+
+def test_each_snapshot_pins_the_prompt_format_its_programs_run_with():
+    from programs.models import Program
+    from runtime.prompt import prompt_template
+
+    assert registry.resolve().prompt_format == 2
+    for older in ("paw-smollm2-135m-20261124", "paw-smollm2-135m-20261202"):
+        # Their fingerprints (and program ids) hash the format they always had.
+        assert registry.resolve(older).fingerprint_payload()["prompt_format"] == 1
+        assert registry.prompt_format_of(older) == 1
+    assert registry.prompt_format_of(registry.resolve().name) == 2
+    # vLLM snapshots are not offered here, but their programs still run here.
+    assert registry.prompt_format_of("paw-smollm2-135m-vllm-20261125") == 1
+    assert registry.prompt_format_of("no-such-snapshot") == 1
+
+    pseudo = "Task: say hi"
+    old = Program(pseudo_program=pseudo, compiler_snapshot="paw-smollm2-135m-20261202")
+    new = Program(pseudo_program=pseudo, compiler_snapshot=registry.resolve().name)
+    assert old.prompt_template == prompt_template(pseudo, 1)
+    assert new.prompt_template == prompt_template(pseudo, 2)
+    assert old.prompt_template != new.prompt_template

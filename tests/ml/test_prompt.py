@@ -19,15 +19,28 @@ def test_template_is_the_chatml_user_turn_with_one_placeholder():
     assert (
         "<|im_start|>user\n[PSEUDO_PROGRAM]\nTask: echo the input\n[END_PSEUDO_PROGRAM]" in template
     )
+    # Format 2 (the default): the user turn ends right after the input.
+    assert template.endswith("[INPUT]\n{INPUT_PLACEHOLDER}<|im_end|>\n<|im_start|>assistant\n")
+
+
+def test_format_1_closes_the_input_with_a_tag():
+    # Programs compiled by the snapshots before format 2 keep running with their own format.
+    template = prompt_template("Task: echo the input", 1)
     assert template.endswith(
         "[INPUT]\n{INPUT_PLACEHOLDER}\n[END_INPUT]<|im_end|>\n<|im_start|>assistant\n"
     )
+    assert template.replace("\n[END_INPUT]", "") == prompt_template("Task: echo the input", 2)
+
+
+def test_an_unknown_format_is_refused():
+    with pytest.raises(PromptError, match="unknown prompt format 3"):
+        prompt_template("Task: echo the input", 3)
 
 
 def test_render_puts_the_input_in_place_once():
     template = prompt_template("Task: echo the input")
     text = render(template, "hello {INPUT_PLACEHOLDER}")
-    assert "[INPUT]\nhello {INPUT_PLACEHOLDER}\n[END_INPUT]" in text
+    assert "[INPUT]\nhello {INPUT_PLACEHOLDER}<|im_end|>" in text
     assert text.count(INPUT_PLACEHOLDER) == 1  # the input's own text is not re-expanded
 
 

@@ -191,6 +191,8 @@ def compiled():
             model_cache=settings.MODEL_CACHE_DIR,
         )
         facts = {
+            # Its prompt format comes with it: the program runs in the format it was trained in.
+            "compiler_snapshot": snapshot.name,
             "adapter_size": result.adapter_size,
             "adapter_sha256": result.adapter_sha256,
             "bundle_size": result.bundle_size,

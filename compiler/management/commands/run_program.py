@@ -7,7 +7,6 @@ from django.core.management.base import BaseCommand, CommandError
 from programs.models import Program
 from runtime.calls import RunLimitError, RunTimeout
 from runtime.interpreter import shared_interpreter
-from runtime.prompt import prompt_template
 
 
 class Command(BaseCommand):
@@ -27,7 +26,7 @@ class Command(BaseCommand):
         if not program.is_ready:
             raise CommandError(f"program {program.id} is {program.status}, not ready")
         adapter = Path(settings.MEDIA_ROOT) / program.adapter_path
-        template = prompt_template(program.pseudo_program)
+        template = program.prompt_template
         for text in self.inputs(opts):
             try:
                 result = shared_interpreter().run(

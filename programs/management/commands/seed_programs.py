@@ -114,7 +114,7 @@ THINGS = [
     "SMS",
     "meeting note",
 ]
-COMPILERS = [("paw-smollm2-135m", "paw-smollm2-135m-20261202")]
+COMPILERS = [("paw-smollm2-135m", "paw-smollm2-135m-20261202b")]
 
 
 @contextmanager
