@@ -87,9 +87,7 @@ def compile_task(name: str, snapshot) -> dict:
         )
         print(f"  compiled in {time.perf_counter() - started:.0f} s", flush=True)
         done.write_text(
-            json.dumps(
-                {"template": result.prompt_template, "output": result.output_constraint}
-            )
+            json.dumps({"template": result.prompt_template, "output": result.output_constraint})
         )
     inputs = [text for text, _ in task["held_out"] + task["train"]]
     compiled = json.loads(done.read_text())
