@@ -109,7 +109,7 @@ def test_a_compile_with_the_vllm_snapshot_makes_a_valid_bundle(engine, tmp_path,
     bundle = read_bundle(tmp_path / BUNDLE_FILE)
     assert bundle.meta.compiler_snapshot == snapshot.name
     assert bundle.pseudo_program == result.pseudo_program
-    assert bundle.prompt_template == prompt_template(result.pseudo_program)
+    assert bundle.prompt_template == prompt_template(result.pseudo_program, snapshot.prompt_format)
     summary = inspect_lora_gguf(tmp_path / ADAPTER_FILE, base=base_model_path())
     assert (summary.quant, summary.rank) == ("Q4_0", QUICK_TRAINING["rank"])
     # 8 examples: 6 to train on and check, 2 held out.
