@@ -3,8 +3,10 @@
 - warm per-call latency p50/p95 with the prefix cache, and without it (every
   call evaluates its whole prompt), and their ratio;
 - warm latency on the base file as shipped (Q4_1) rather than the runtime's
-  Q8_0 copy of it, and decoded freely rather than within the program's output
-  constraint (the ratio to the warm figure says what each adds);
+  Q8_0 copy of it, decoded freely rather than within the program's output
+  constraint, and for the same task compiled in prompt format 1 (the snapshot
+  before format 2, otherwise the same) -- the ratio to the warm figure says
+  what each adds;
 - the first call of a fresh process (model loaded, nothing cached yet), and
   loading the model itself;
 - the cost of swapping to another program whose adapter and prompt head are
@@ -56,6 +58,9 @@ from runtime.model import base_model_path  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 TASKS = ("urgency", "sentiment")
+# The default compiler as it was before prompt format 2 (the same training and
+# constraints, the input closed by [END_INPUT]).
+FORMAT_1_SNAPSHOT = "paw-smollm2-135m-20261202"
 MAX_TOKENS = 8  # label answers are 1-3 tokens
 TARGETS = {"warm_p50_ms": 80.0, "prefix_cache_speedup": 2.0, "swap_ms": 10.0}
 
@@ -191,6 +196,9 @@ def main(argv=None) -> dict:
     warm_shipped = latency(shipped, urgency, inputs)
     shipped.close()
     unguided = latency(cached, {**urgency, "constraint": None}, inputs)
+    format_1 = compile_task("urgency", resolve(FORMAT_1_SNAPSHOT))
+    latency(cached, format_1, inputs[:1])
+    warm_format_1 = latency(cached, format_1, inputs)
 
     # Swapping: both programs' adapters and heads are cached. Each urgency call
     # right after a sentiment call (adapter set again, head restored) is paired
@@ -217,6 +225,10 @@ def main(argv=None) -> dict:
         "warm_shipped_base_p50_ms": round(statistics.median(warm_shipped), 1),
         "q8_0_copy_speedup": round(statistics.median(warm_shipped) / statistics.median(warm), 2),
         "warm_unguided_p50_ms": round(statistics.median(unguided), 1),
+        "warm_format_1_p50_ms": round(statistics.median(warm_format_1), 1),
+        "prompt_format_2_speedup": round(
+            statistics.median(warm_format_1) / statistics.median(warm), 2
+        ),
         "no_cache_p50_ms": round(statistics.median(no_cache), 1),
         "no_cache_p95_ms": round(percentile(no_cache, 95), 1),
         "prefix_cache_speedup": round(statistics.median(no_cache) / statistics.median(warm), 2),
@@ -244,6 +256,11 @@ def main(argv=None) -> dict:
         f"warm p50 on the shipped Q4_1 base {summary['warm_shipped_base_p50_ms']:.1f} ms "
         f"({summary['q8_0_copy_speedup']:.2f}x the Q8_0 copy's); decoded freely "
         f"{summary['warm_unguided_p50_ms']:.1f} ms (output: {urgency['constraint'].describe()})"
+    )
+    print(
+        f"warm p50 in prompt format 1 ({FORMAT_1_SNAPSHOT}) "
+        f"{summary['warm_format_1_p50_ms']:.1f} ms "
+        f"(format 2 is {summary['prompt_format_2_speedup']:.2f}x faster)"
     )
     print(
         f"swap to a cached program: +{summary['swap_ms']:.1f} ms "
