@@ -449,6 +449,7 @@ def compile_try_program():
     """The urgency task compiled by the pipeline, as benchmarks/runtime.py keeps it."""
     runtime_bench = bench_runtime()
     from compiler import pipeline
+    from compiler.bundle import read_bundle
     from compiler.registry import resolve
     from compiler.spec import merge_spec
 
@@ -458,7 +459,7 @@ def compile_try_program():
     return {
         "spec": merge_spec(task["description"], [tuple(pair) for pair in task["train"]]),
         "examples": len(task["train"]),
-        "pseudo_program": json.loads((folder / "program.json").read_text())["pseudo_program"],
+        "pseudo_program": read_bundle(folder / pipeline.BUNDLE_FILE).pseudo_program,
         "adapter": folder / pipeline.ADAPTER_FILE,
         "bundle": folder / pipeline.BUNDLE_FILE,
         "sha256": pipeline.sha256_file,
