@@ -178,6 +178,11 @@ class OutputOut(Schema):
 class ProgramOut(ProgramSummaryOut):
     spec: str
     pseudo_program: str
+    prompt_template: str = Field(
+        description="The whole prompt the program runs in: its pseudo-program in its "
+        "compiler's prompt format, in the base model's chat template, with one "
+        "`{INPUT_PLACEHOLDER}` where the input goes (as in the `.paw` bundle)."
+    )
     compiler_snapshot: str
     hidden: bool
     hidden_reason: str = Field(description="Shown to the author and moderators only.")

@@ -101,6 +101,7 @@ def program_out(request, program, alias=None):
     return program_summary(request, program, alias) | {
         "spec": program.spec,
         "pseudo_program": program.pseudo_program,
+        "prompt_template": program.prompt_template,
         "compiler_snapshot": program.compiler_snapshot,
         "hidden": program.is_hidden,
         "hidden_reason": program.hidden_reason,

@@ -108,6 +108,21 @@ def test_detail_contract(anon, program):
     assert body["output"] == {"kind": "free", "choices": []}
 
 
+def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
+    """A client that runs the GGUF adapter on its own needs the exact prompt."""
+    from runtime.prompt import INPUT_PLACEHOLDER, prompt_template
+
+    old = ProgramFactory(owner=user, pseudo_program="Task: say hi")
+    new = ProgramFactory(
+        owner=user, pseudo_program="Task: say hi", compiler_snapshot="paw-smollm2-135m-20261202b"
+    )
+    old_template = anon.get(f"{API}/programs/{old.id}").json()["prompt_template"]
+    new_template = anon.get(f"{API}/programs/{new.id}").json()["prompt_template"]
+    assert old_template == prompt_template("Task: say hi", 1)
+    assert new_template == prompt_template("Task: say hi", 2)
+    assert old_template.count(INPUT_PLACEHOLDER) == new_template.count(INPUT_PLACEHOLDER) == 1
+
+
 def test_detail_says_what_the_answers_may_be(anon, user):
     labels = {"kind": "choice", "choices": ["urgent", "normal", "low"]}
     program = ProgramFactory(owner=user, output_constraint=labels)
