@@ -117,8 +117,9 @@ def extra_buffer_types_usable(system_info: bytes | None = None) -> bool:
     the AMX buffer type -- whose matrix multiply segfaults on the first
     evaluation on these Sapphire-Rapids-class machines (llama.cpp #20824; every
     call crashed the process here with llama-cpp-python 0.3.36 built natively).
-    ggml gives no way to leave out AMX alone, so on such a CPU the weights stay
-    in plain CPU buffers; elsewhere the repacked layouts are kept.
+    Leaving out the AMX type alone would take a buffer override per tensor, so
+    on such a CPU the weights stay in plain CPU buffers (warm calls measured
+    fine there: benchmarks/RESULTS.md); elsewhere the repacked layouts are kept.
     """
     if system_info is None:
         import llama_cpp
