@@ -9,7 +9,7 @@ a change is a new dated snapshot, and the alias moves to it.
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 
 from runtime.model import base_model_path, base_model_sha256
@@ -107,6 +107,19 @@ SMOLLM2_TRAINING = {
     "target_modules": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
 }
 
+_CONSTRAINED = Snapshot(
+    name="paw-smollm2-135m-20261202",
+    alias="paw-smollm2-135m",
+    description="SmolLM2-135M-Instruct base, LoRA on all projections, Q4_0 adapter; "
+    "llama.cpp on CPU. Answers are held to what the examples show: one of their labels, "
+    "or words copied from the input. Fast to compile, runs anywhere.",
+    base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+    engine="llama.cpp",
+    pseudo_program="deterministic",
+    training=SMOLLM2_TRAINING,
+    constrained_output=True,
+)
+
 SNAPSHOTS = [
     Snapshot(
         name="paw-smollm2-135m-20261124",
@@ -118,32 +131,10 @@ SNAPSHOTS = [
         pseudo_program="deterministic",
         training=SMOLLM2_TRAINING,
     ),
-    Snapshot(
-        name="paw-smollm2-135m-20261202",
-        alias="paw-smollm2-135m",
-        description="SmolLM2-135M-Instruct base, LoRA on all projections, Q4_0 adapter; "
-        "llama.cpp on CPU. Answers are held to what the examples show: one of their labels, "
-        "or words copied from the input. Fast to compile, runs anywhere.",
-        base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        engine="llama.cpp",
-        pseudo_program="deterministic",
-        training=SMOLLM2_TRAINING,
-        constrained_output=True,
-    ),
-    Snapshot(
-        name="paw-smollm2-135m-20261202b",
-        alias="paw-smollm2-135m",
-        description="SmolLM2-135M-Instruct base, LoRA on all projections, Q4_0 adapter; "
-        "llama.cpp on CPU. Answers are held to what the examples show: one of their labels, "
-        "or words copied from the input. Fast to compile, runs anywhere.",
-        base_model_file="SmolLM2-135M-Instruct.Q4_1.gguf",
-        engine="llama.cpp",
-        pseudo_program="deterministic",
-        training=SMOLLM2_TRAINING,
-        constrained_output=True,
-        # The user turn ends at the input (runtime.prompt): 6 fewer tokens a call.
-        prompt_format=2,
-    ),
+    _CONSTRAINED,
+    # The same compiler in prompt format 2: the user turn ends at the input
+    # (runtime.prompt), 6 fewer tokens a call.
+    replace(_CONSTRAINED, name="paw-smollm2-135m-20261202b", prompt_format=2),
     Snapshot(
         name="paw-smollm2-135m-vllm-20261125",
         alias="paw-smollm2-135m-vllm",
