@@ -171,8 +171,11 @@ class ProgramSummaryOut(Schema):
 
 
 class OutputOut(Schema):
-    kind: Literal["free", "choice", "span"]
+    kind: Literal["free", "choice", "span", "shape"]
     choices: list[str] = Field(default_factory=list)
+    shapes: list[str] = Field(
+        default_factory=list, description="For `shape`: digit layouts, `#` for each digit."
+    )
 
 
 class ProgramOut(ProgramSummaryOut):
@@ -191,7 +194,8 @@ class ProgramOut(ProgramSummaryOut):
     heldout_accuracy: float | None
     output: OutputOut = Field(
         description="What the answers may be, read off the examples at compile time: "
-        "`choice` (one of `choices`), `span` (whole words copied from the input) or `free`."
+        "`choice` (one of `choices`), `span` (whole words copied from the input), `shape` "
+        "(digits laid out as one of `shapes`, e.g. `###-###-####`) or `free`."
     )
     adapter: ArtifactOut | None
     bundle: ArtifactOut | None

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.constraint import OutputConstraint, infer
+from runtime.constraint import CHOICE, OutputConstraint, infer
 from runtime.model import BASE_MODEL_ID, base_model_sha256
 from runtime.prompt import prompt_template
 
 from . import engines
+from .augment import derive
 from .bundle import BundleMeta, write_bundle
 from .gguf_adapter import inspect_lora_gguf, write_lora_gguf
 from .pseudo import pseudo_program
@@ -108,15 +109,19 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         pseudo = pseudo_program(task_text(parsed), parsed.examples)
     template = prompt_template(pseudo, snapshot.prompt_format)
     # From all of the spec's examples: what the answers may be is part of the spec.
-    constraint = infer(parsed.examples) if snapshot.constrained_output else OutputConstraint()
+    constraint = (
+        infer(parsed.examples, rules=snapshot.constraint_rules)
+        if snapshot.constrained_output
+        else OutputConstraint()
+    )
     train, held_out = split_examples(parsed.examples)
 
     enter("training")
-    params = TrainingParams(**snapshot.training)
+    params = TrainingParams(**snapshot.training).for_labels(infer(parsed.examples).kind == CHOICE)
     base_dir = ensure_base_hf_dir(Path(model_cache) / engines.BASE_HF_DIR)
     tensors = fit_lora(
         base_dir=base_dir,
-        pairs=train,
+        pairs=derive(train, variants=params.augment_variants, seed=params.seed),
         pseudo_program=pseudo,
         params=params,
         prompt_format=snapshot.prompt_format,

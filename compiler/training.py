@@ -63,6 +63,11 @@ class TrainingParams:
     max_input_tokens: int = 128  # longer inputs are cut for training only
     max_output_tokens: int = 64
     seed: int = 0
+    # Rewrites of each example trained on beside it (compiler.augment); 0: none.
+    augment_variants: int = 0
+    # For label examples (a choice output), LoRA on this many top layers instead of
+    # adapted_layers; None: the same. Copying needs the lower layers, labels do not.
+    label_adapted_layers: int | None = None
     target_modules: tuple[str, ...] = tuple(GGUF_PROJECTION_NAMES)
 
     def __post_init__(self):
@@ -71,6 +76,15 @@ class TrainingParams:
             raise ValueError(f"unknown target modules: {sorted(unknown)}")
         if min(self.rank, self.steps, self.batch_size, self.adapted_layers) < 1:
             raise ValueError("rank, steps, batch_size and adapted_layers must be positive")
+        labels = self.label_adapted_layers
+        if self.augment_variants < 0 or (labels is not None and labels < 1):
+            raise ValueError("augment_variants must be >= 0 and label_adapted_layers positive")
+
+    def for_labels(self, labels: bool) -> "TrainingParams":
+        """These parameters for a spec whose answers are (``labels``) or are not labels."""
+        if labels and self.label_adapted_layers is not None:
+            return dataclasses.replace(self, adapted_layers=self.label_adapted_layers)
+        return self
 
 
 def ensure_base_hf_dir(target: Path | str) -> Path:

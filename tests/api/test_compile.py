@@ -35,7 +35,7 @@ def test_anonymous_compile_is_accepted_and_enqueued(
         "cache_hit",
         "joined",
     }
-    assert body["status"] == "queued" and body["compiler_snapshot"] == "paw-smollm2-135m-20261202b"
+    assert body["status"] == "queued" and body["compiler_snapshot"] == "paw-smollm2-135m-20261202c"
     job = CompileJob.objects.get(pk=body["job_id"])
     assert job.owner is None and job.client_ip == "127.0.0.1"
     assert job.program_id == body["program_id"] and job.program.is_public

@@ -19,7 +19,7 @@ def test_compilers(anon):
             "name": "paw-smollm2-135m",
             "description": registry.resolve("paw-smollm2-135m").description,
             "default": True,
-            "latest_snapshot": "paw-smollm2-135m-20261202b",
+            "latest_snapshot": "paw-smollm2-135m-20261202c",
         }
     ]
     assert int(response["X-RateLimit-Remaining"]) < int(response["X-RateLimit-Limit"])

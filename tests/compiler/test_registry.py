@@ -7,7 +7,7 @@ from compiler import registry
 
 def test_aliases_resolve_to_dated_snapshots():
     snapshot = registry.resolve("paw-smollm2-135m")
-    assert snapshot.name == "paw-smollm2-135m-20261202b"
+    assert snapshot.name == "paw-smollm2-135m-20261202c"
     assert registry.resolve(None) == snapshot
     assert registry.resolve(snapshot.name) == snapshot
     # Older snapshots stay resolvable: their programs keep their ids and behaviour.
@@ -22,6 +22,18 @@ def test_snapshots_from_before_output_constraints_keep_their_fingerprint():
     new = registry.resolve()
     assert new.constrained_output and new.fingerprint_payload()["constrained_output"] is True
     assert new.fingerprint != old.fingerprint
+
+
+def test_snapshots_from_before_shapes_and_rewrites_keep_their_fingerprint():
+    old = registry.resolve("paw-smollm2-135m-20261202b")
+    payload = old.fingerprint_payload()
+    assert "constraint_rules" not in payload
+    assert "augment_variants" not in payload["training"]
+    new = registry.resolve()
+    assert new.fingerprint_payload()["constraint_rules"] == 2
+    assert new.training["augment_variants"] > 0
+    # The two differ in what they compile and how, and nothing else.
+    assert (new.name, new.prompt_format) == ("paw-smollm2-135m-20261202c", old.prompt_format)
 
 
 def test_unknown_compiler_lists_the_known_ones():
@@ -49,7 +61,7 @@ def test_compilers_listing():
         "name": "paw-smollm2-135m",
         "description": registry.resolve().description,
         "default": True,
-        "latest_snapshot": "paw-smollm2-135m-20261202b",
+        "latest_snapshot": "paw-smollm2-135m-20261202c",
     }
 
 

@@ -365,6 +365,12 @@ BAD_MEMBERS = [
         "distinct",
     ),
     (
+        "an output shape with letters",
+        members(**{META: meta_with(output={"kind": "shape", "shapes": ["###-abc"]})}),
+        [],
+        "ASCII punctuation",
+    ),
+    (
         "unknown output key",
         members(**{META: meta_with(output={"kind": "span", "regex": ".*"})}),
         [],

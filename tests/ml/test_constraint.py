@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from runtime.constraint import (
     CHOICE,
     FREE,
+    SHAPE,
     SPAN,
     ConstraintError,
     Guide,
@@ -59,7 +60,13 @@ def test_labels_beat_spans_and_answers_are_stripped():
 
 @pytest.mark.parametrize(
     "constraint",
-    [OutputConstraint(), OutputConstraint(SPAN), OutputConstraint(CHOICE, ("a", "b c"))],
+    [
+        OutputConstraint(),
+        OutputConstraint(SPAN),
+        OutputConstraint(CHOICE, ("a", "b c")),
+        OutputConstraint(SHAPE, shapes=("###-###-####", "(###) ###-####")),
+        OutputConstraint(SPAN, start="space"),
+    ],
 )
 def test_json_round_trip(constraint):
     assert OutputConstraint.from_dict(constraint.to_dict()) == constraint
@@ -76,13 +83,24 @@ def test_an_empty_object_is_free():
         ({"kind": "regex"}, "kind must be one of"),
         ({"kind": CHOICE}, "choices go with"),
         ({"kind": SPAN, "choices": ["a"]}, "choices go with"),
-        ({"kind": CHOICE, "choices": "ab"}, "must be a list"),
+        ({"kind": CHOICE, "choices": "ab"}, "must be lists"),
         ({"kind": CHOICE, "choices": [" a", "b"]}, "stripped"),
         ({"kind": CHOICE, "choices": ["", "b"]}, "1 to 200"),
         ({"kind": CHOICE, "choices": [None, "b"]}, "1 to 200"),
         ({"kind": CHOICE, "choices": ["a", "a"]}, "distinct"),
         ({"kind": CHOICE, "choices": [str(i) for i in range(33)]}, "at most 32"),
         ({"kind": FREE, "pattern": ".*"}, "unknown keys pattern"),
+        ({"kind": SHAPE}, "shapes go with"),
+        ({"kind": SPAN, "start": "line"}, "start is one of"),
+        ({"kind": FREE, "start": "space"}, "for spans only"),
+        ({"kind": SPAN, "shapes": ["#"]}, "shapes go with"),
+        ({"kind": SHAPE, "shapes": "#"}, "must be lists"),
+        ({"kind": SHAPE, "shapes": ["#a#"]}, "ASCII punctuation"),
+        ({"kind": SHAPE, "shapes": ["#1#"]}, "ASCII punctuation"),
+        ({"kind": SHAPE, "shapes": [" ##"]}, "ASCII punctuation"),
+        ({"kind": SHAPE, "shapes": ["--"]}, "ASCII punctuation"),
+        ({"kind": SHAPE, "shapes": ["#", "#"]}, "distinct"),
+        ({"kind": SHAPE, "shapes": ["#" * (i + 1) for i in range(5)]}, "at most 4"),
     ],
 )
 def test_malformed_constraints_are_refused(raw, message):
@@ -141,3 +159,67 @@ def test_every_example_answer_passes_its_inferred_guide(answers):
         encoded = answer.encode()
         assert guide.may_end(encoded), (constraint, text, answer)
         assert all(guide.allows(encoded[:i]) for i in range(len(encoded) + 1))
+
+
+PHONES = [
+    ("(415) 867-2391", "415-867-2391"),
+    ("Call me at 212.904.3318 after 5pm.", "212-904-3318"),
+    ("+1 646 273 0954", "646-273-0954"),
+    ("phone: 3127408861", "312-740-8861"),
+]
+
+
+def test_digit_layouts_make_a_shape_when_asked():
+    assert infer(PHONES, rules=2) == OutputConstraint(SHAPE, shapes=("###-###-####",))
+    # Older snapshots never infer it: their programs keep their behaviour.
+    assert infer(PHONES).is_free
+    # Each layout seen twice on average, like labels; letters are not a layout.
+    assert infer([("a", "1-2"), ("b", "33-4"), ("c", "5-6")], rules=2).is_free
+    assert infer([("a", "12 kg"), ("b", "34 kg")], rules=2).is_free
+    # Labels and spans come first.
+    assert infer([("a", "1"), ("b", "2"), ("c", "1"), ("d", "2")], rules=2).kind == CHOICE
+    assert infer([("call 555-1234", "555-1234"), ("or 555-9876", "555-9876")], rules=2).kind == SPAN
+
+
+def test_shape_guide_holds_to_the_layout():
+    guide = Guide(OutputConstraint(SHAPE, shapes=("###-###-####", "####")), "anything")
+    assert guide.allows(b" 41") and guide.allows(b"415-8") and guide.allows(b"4158")
+    assert not guide.allows(b"415 ") and not guide.allows(b"41a") and not guide.allows(b"41589")
+    assert guide.may_end(b"415-867-2391") and guide.may_end(b" 2391 ")
+    assert not guide.may_end(b"415-867-239") and not guide.may_end(b"415-867-23911")
+    assert "###-###-####" in OutputConstraint(SHAPE, shapes=("###-###-####",)).describe()
+
+
+EMAILS = [
+    ("Contact: support@brightlane.io", "support@brightlane.io"),
+    (
+        "Hi, this is Priya (priya.raman@uni-heidelberg.de) from the lab.",
+        "priya.raman@uni-heidelberg.de",
+    ),
+    ("For invoices write to billing@northwind.co.uk.", "billing@northwind.co.uk"),
+]
+
+
+def test_spans_that_start_after_a_space_when_every_example_does():
+    assert infer(EMAILS, rules=2) == OutputConstraint(SPAN, start="space")
+    assert infer(EMAILS) == OutputConstraint(SPAN)
+    # One answer starts inside a piece ("us" of "plus-us"): plain spans.
+    assert infer([*EMAILS, ("plus-us ok", "us")], rules=2) == OutputConstraint(SPAN)
+
+
+def test_a_span_starting_after_a_space_skips_the_middle_of_a_piece():
+    text = "Please use accounts.payable@meridian-health.org or (ann@x.io) now"
+    guide = Guide(OutputConstraint(SPAN, start="space"), text)
+    assert guide.allows(b" accounts.pay") and guide.may_end(b"ann@x.io")
+    assert guide.may_end(b"Please use") and guide.may_end(b"now")
+    # A word boundary, but not where a piece starts.
+    assert not guide.allows(b"payable") and not guide.allows(b"meridian")
+    assert not guide.may_end(b"x.io")
+    # The word-boundary span allows them.
+    assert Guide(OutputConstraint(SPAN), text).may_end(b"x.io")
+    assert "after a space" in OutputConstraint(SPAN, start="space").describe()
+
+
+def test_unknown_inference_rules_are_refused():
+    with pytest.raises(ValueError, match="rules is one of"):
+        infer(EMAILS, rules=3)

@@ -20,6 +20,72 @@ def test_params_are_checked():
         TrainingParams(target_modules=("q_proj", "lm_head"))
     with pytest.raises(ValueError, match="positive"):
         TrainingParams(steps=0)
+    with pytest.raises(ValueError, match="augment_variants"):
+        TrainingParams(augment_variants=-1)
+    with pytest.raises(ValueError, match="label_adapted_layers"):
+        TrainingParams(label_adapted_layers=0)
+
+
+def test_label_specs_train_their_own_number_of_layers():
+    params = TrainingParams(adapted_layers=20, label_adapted_layers=10)
+    assert params.for_labels(True).adapted_layers == 10
+    assert params.for_labels(False) == params
+    assert TrainingParams(adapted_layers=20).for_labels(True).adapted_layers == 20
+
+
+PHONES = [
+    (f"call ({a}{a}{b}) {b}{c}{a}-{c}{c}{b}{a}", f"{a}{a}{b}-{b}{c}{a}-{c}{c}{b}{a}")
+    for a, b, c in [
+        (2, 3, 4),
+        (3, 5, 7),
+        (4, 1, 8),
+        (5, 9, 2),
+        (6, 4, 1),
+        (7, 2, 9),
+        (8, 6, 3),
+        (9, 8, 5),
+    ]
+]
+
+
+@pytest.mark.parametrize(
+    ("examples", "adapted_layers", "rewritten"),
+    [(PHONES, 20, True), (None, 10, False)],
+    ids=["copies", "labels"],
+)
+def test_the_pipeline_trains_on_rewrites_and_picks_layers_by_kind(
+    monkeypatch, tmp_path, hf_base_dir, urgency, examples, adapted_layers, rewritten
+):
+    """What the default compiler hands to training (stopped there: the rest is e2e's)."""
+    from compiler import pipeline, training
+    from compiler.registry import resolve
+    from compiler.spec import merge_spec
+
+    examples = examples or urgency.train[:8]
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fit_lora(**kwargs):
+        seen.update(kwargs)
+        raise Stop
+
+    monkeypatch.setattr(training, "fit_lora", fit_lora)
+    snapshot = resolve()
+    with pytest.raises(Stop):
+        pipeline.run_pipeline(
+            program_id="x",
+            spec=merge_spec("Rewrite the phone number, or label the message.", examples),
+            snapshot=snapshot,
+            workdir=tmp_path,
+            report=lambda stage, fraction: None,
+            model_cache=hf_base_dir.parent,
+        )
+    train, _ = pipeline.split_examples(examples)
+    assert seen["params"].adapted_layers == adapted_layers
+    assert seen["pairs"][: len(train)] == [(i, o.strip()) for i, o in train]
+    assert (len(seen["pairs"]) > len(train)) is rewritten
 
 
 def test_training_is_deterministic_and_reports_progress(hf_base_dir, urgency):
