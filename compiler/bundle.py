@@ -19,12 +19,15 @@ import stat
 import zipfile
 from pathlib import Path
 
-from runtime.constraint import ConstraintError, OutputConstraint
+from runtime.constraint import SHAPE, ConstraintError, OutputConstraint
 from runtime.prompt import PromptError, split
 
-BUNDLE_FORMAT_VERSION = 2
+BUNDLE_FORMAT_VERSION = 3
 # Version 1 bundles come from before output constraints: no `output`, free decoding.
-READABLE_VERSIONS = (1, 2)
+# Version 3 adds the shape kind and spans' `start` (rules 2 of runtime.constraint);
+# a bundle is written in the oldest version that holds its output, so a runtime
+# that reads version 2 still runs every program that needs nothing newer.
+READABLE_VERSIONS = (1, 2, 3)
 ADAPTER_QUANTIZATIONS = ("Q4_0", "Q8_0", "F16")
 
 META = "meta.json"
@@ -52,6 +55,13 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 class BundleError(ValueError):
     """A bundle that is malformed, oversized or unsafe; the message says which rule it broke."""
+
+
+def version_for(constraint: OutputConstraint) -> int:
+    """The oldest bundle version that can hold ``constraint``."""
+    if constraint.kind == SHAPE or constraint.start != "word":
+        return 3
+    return 2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,9 +94,11 @@ class BundleMeta:
         if self.version == 1 and self.output:
             raise BundleError("meta.json: output needs bundle version 2")
         try:
-            OutputConstraint.from_dict(self.output)
+            constraint = OutputConstraint.from_dict(self.output)
         except ConstraintError as exc:
             raise BundleError(f"meta.json: output: {exc}") from exc
+        if 1 < self.version < version_for(constraint):
+            raise BundleError(f"meta.json: output needs bundle version {version_for(constraint)}")
         if not _SHA256.fullmatch(self.base_model_sha256):
             raise BundleError("meta.json: base_model_sha256 must be 64 lowercase hex digits")
         if self.lora_rank < 1:

@@ -20,7 +20,7 @@ from runtime.prompt import prompt_template
 
 from . import engines
 from .augment import derive
-from .bundle import BundleMeta, write_bundle
+from .bundle import BundleMeta, version_for, write_bundle
 from .gguf_adapter import inspect_lora_gguf, write_lora_gguf
 from .pseudo import pseudo_program
 from .registry import Snapshot
@@ -157,6 +157,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         adapter_quantization=snapshot.adapter_quant,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         output=constraint.to_dict(),
+        version=version_for(constraint),
     )
     write_bundle(
         bundle, meta=meta, adapter_path=adapter, prompt_template=template, pseudo_program=pseudo

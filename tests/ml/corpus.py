@@ -365,6 +365,18 @@ BAD_MEMBERS = [
         "distinct",
     ),
     (
+        "a shape in a version 2 bundle",
+        members(**{META: meta_with(version=2, output={"kind": "shape", "shapes": ["##"]})}),
+        [],
+        "needs bundle version 3",
+    ),
+    (
+        "a span start in a version 2 bundle",
+        members(**{META: meta_with(version=2, output={"kind": "span", "start": "space"})}),
+        [],
+        "needs bundle version 3",
+    ),
+    (
         "an output shape with letters",
         members(**{META: meta_with(output={"kind": "shape", "shapes": ["###-abc"]})}),
         [],

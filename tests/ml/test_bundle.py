@@ -107,3 +107,14 @@ def test_a_version_1_bundle_reads_as_free(tmp_path):
     path = zip_of(tmp_path / "old.paw", members(**{META: meta_with(version=1, output=...)}))
     meta = read_bundle(path).meta
     assert meta.version == 1 and meta.constraint.is_free
+
+
+def test_a_bundle_is_written_in_the_oldest_version_that_holds_its_output():
+    from compiler.bundle import version_for
+    from runtime.constraint import OutputConstraint
+
+    assert version_for(OutputConstraint()) == 2
+    assert version_for(OutputConstraint("choice", ("a", "b"))) == 2
+    assert version_for(OutputConstraint("span")) == 2
+    assert version_for(OutputConstraint("span", start="space")) == 3
+    assert version_for(OutputConstraint("shape", shapes=("##",))) == 3
