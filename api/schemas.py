@@ -176,6 +176,11 @@ class OutputOut(Schema):
     shapes: list[str] = Field(
         default_factory=list, description="For `shape`: digit layouts, `#` for each digit."
     )
+    start: Literal["word", "space"] = Field(
+        default="word",
+        description="For `span`: where it may start: at any word, or only after a space "
+        "(and any punctuation after it).",
+    )
 
 
 class ProgramOut(ProgramSummaryOut):

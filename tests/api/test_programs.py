@@ -105,7 +105,7 @@ def test_detail_contract(anon, program):
     assert body["compiler_snapshot"] == "paw-smollm2-135m-20261124"
     assert body["slug"] is None and body["adapter"] is None  # no name, no files on disk
     assert body["selfcheck_accuracy"] == 0.9 and body["hidden"] is False
-    assert body["output"] == {"kind": "free", "choices": []}
+    assert body["output"] == {"kind": "free", "choices": [], "shapes": [], "start": "word"}
 
 
 def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
@@ -123,10 +123,19 @@ def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
     assert old_template.count(INPUT_PLACEHOLDER) == new_template.count(INPUT_PLACEHOLDER) == 1
 
 
-def test_detail_says_what_the_answers_may_be(anon, user):
-    labels = {"kind": "choice", "choices": ["urgent", "normal", "low"]}
-    program = ProgramFactory(owner=user, output_constraint=labels)
-    assert anon.get(f"{API}/programs/{program.id}").json()["output"] == labels
+@pytest.mark.parametrize(
+    ("stored", "extra"),
+    [
+        ({"kind": "choice", "choices": ["urgent", "normal", "low"]}, {}),
+        ({"kind": "shape", "shapes": ["###-###-####"]}, {}),
+        ({"kind": "span", "start": "space"}, {}),
+        ({"kind": "span"}, {"start": "word"}),
+    ],
+)
+def test_detail_says_what_the_answers_may_be(anon, user, stored, extra):
+    program = ProgramFactory(owner=user, output_constraint=stored)
+    output = anon.get(f"{API}/programs/{program.id}").json()["output"]
+    assert output == {"choices": [], "shapes": [], "start": "word", **stored, **extra}
 
 
 def test_detail_access(anon, as_user, as_other, as_staff, program, private, hidden):
