@@ -28,7 +28,7 @@ seed.
 import random
 import re
 
-from runtime.constraint import CHOICE, SPAN, _occurs, infer
+from runtime.constraint import CHOICE, SPAN, Guide, OutputConstraint, infer
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
 # A window of copied digits shorter than this is too likely to be a coincidence.
@@ -89,7 +89,7 @@ def swap_answer(input_text, answer, answers, rng):
     rng.shuffle(candidates)
     for other in candidates:
         new_input = pattern.sub(lambda _match, other=other: other, input_text)
-        if _occurs(other.encode(), new_input.encode(), whole=True):
+        if Guide(OutputConstraint(SPAN), new_input).may_end(other.encode()):
             return new_input, other
     return None
 
@@ -168,9 +168,9 @@ def padded_widths(examples) -> frozenset[int]:
         in_values = [int(m.group()) for m in _DIGIT_RUN.finditer(input_text)]
         for out_run in _DIGIT_RUN.finditer(output_text):
             digits = out_run.group()
-            if digits.startswith("0") and in_values.count(int(digits)) == 1:
-                if str(int(digits)) != digits and int(digits) > 0:
-                    widths.add(len(digits))
+            padded = len(digits) > 1 and digits.startswith("0") and int(digits) > 0
+            if padded and in_values.count(int(digits)) == 1:
+                widths.add(len(digits))
     return frozenset(widths)
 
 

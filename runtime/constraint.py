@@ -42,6 +42,7 @@ MAX_CHOICES = 32
 MAX_CHOICE_CHARS = 200
 MAX_SHAPES = 4
 DIGIT = "#"  # in a shape: any digit
+_DIGIT_BYTE = ord(DIGIT)
 SPAN_STARTS = ("word", "space")  # where a span may start: any word, or after a space
 RULES = (1, 2)
 
@@ -187,9 +188,6 @@ def _fits(text: bytes, shape: bytes, *, whole: bool) -> bool:
         (48 <= byte <= 57) if want == _DIGIT_BYTE else byte == want
         for byte, want in zip(text, shape, strict=False)
     )
-
-
-_DIGIT_BYTE = ord(DIGIT)
 
 
 class Guide:
