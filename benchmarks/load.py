@@ -449,9 +449,9 @@ def compile_try_program():
     """The urgency task compiled by the pipeline, as benchmarks/runtime.py keeps it."""
     runtime_bench = bench_runtime()
     from compiler import pipeline
-    from compiler.bundle import read_bundle
     from compiler.registry import resolve
     from compiler.spec import merge_spec
+    from pawhub.bundle import read_bundle
 
     task = json.loads((REPO / "benchmarks" / "data" / f"{TRY_IT_TASK}.json").read_text())
     compiled = runtime_bench.compile_task(TRY_IT_TASK, resolve(None))

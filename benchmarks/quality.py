@@ -9,7 +9,7 @@ compiler snapshot), then scores exact match on the task's held-out inputs for:
 - ``compiled``: the compiled program (prompt + its Q4_0 adapter, decoded within
   its output constraint, as the runtime runs it);
 - ``unguided``: the same program decoded freely, to show what the output
-  constraint (``runtime.constraint``) adds;
+  constraint (``pawhub.constraint``) adds;
 - ``f16``: the same trained LoRA tensors written as an F16 adapter (constrained).
 
 It prints a table per task and a summary, and as the last line one JSON object.
@@ -46,9 +46,9 @@ from compiler import pipeline, training  # noqa: E402
 from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
-from runtime.constraint import OutputConstraint  # noqa: E402
-from runtime.interpreter import available_cores  # noqa: E402
-from runtime.prompt import prompt_template  # noqa: E402
+from pawhub.constraint import OutputConstraint  # noqa: E402
+from pawhub.interpreter import available_cores  # noqa: E402
+from pawhub.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 QUICK_TASKS = ("urgency", "date_iso")  # one label task, one normalization task

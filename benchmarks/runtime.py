@@ -52,9 +52,9 @@ sys.path.insert(0, str(REPO))
 from compiler import pipeline  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
-from runtime.constraint import OutputConstraint  # noqa: E402
-from runtime.interpreter import Interpreter, available_cores  # noqa: E402
-from runtime.model import base_model_path  # noqa: E402
+from pawhub.constraint import OutputConstraint  # noqa: E402
+from pawhub.interpreter import Interpreter, available_cores  # noqa: E402
+from pawhub.model import base_model_path  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 TASKS = ("urgency", "sentiment")

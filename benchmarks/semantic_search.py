@@ -167,7 +167,7 @@ def smollm2(pooling, template="{}"):
     """SmolLM2-135M's last hidden states through llama.cpp, pooled by `pooling`."""
 
     def load():
-        from runtime.model import base_model_path, load_llama
+        from pawhub.model import base_model_path, load_llama
 
         llm = load_llama(
             base_model_path(),

@@ -28,7 +28,7 @@ seed.
 import random
 import re
 
-from runtime.constraint import CHOICE, SPAN, Guide, OutputConstraint, infer
+from pawhub.constraint import CHOICE, SPAN, Guide, OutputConstraint, infer
 
 _DIGIT_RUN = re.compile(r"[0-9]+")
 # A window of copied digits shorter than this is too likely to be a coincidence.

@@ -11,9 +11,8 @@ from pathlib import Path
 
 from safetensors.numpy import save_file
 
-from runtime.model import BASE_MODEL_ID
-
-from .gguf_adapter import read_lora_gguf
+from pawhub.adapter import read_lora_gguf
+from pawhub.model import BASE_MODEL_ID
 
 # llama.cpp projection name -> the module inside a Hugging Face llama decoder layer.
 HF_MODULES = {

@@ -14,14 +14,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from runtime.constraint import CHOICE, OutputConstraint, infer
-from runtime.model import BASE_MODEL_ID, base_model_sha256
-from runtime.prompt import prompt_template
+from pawhub.adapter import inspect_lora_gguf
+from pawhub.bundle import BundleMeta, version_for, write_bundle
+from pawhub.constraint import CHOICE, OutputConstraint, infer
+from pawhub.model import BASE_MODEL_ID, base_model_sha256
+from pawhub.prompt import prompt_template
 
 from . import engines
 from .augment import derive
-from .bundle import BundleMeta, version_for, write_bundle
-from .gguf_adapter import inspect_lora_gguf, write_lora_gguf
+from .gguf_adapter import write_lora_gguf
 from .pseudo import pseudo_program
 from .registry import Snapshot
 from .spec import ParsedSpec, validate_spec
@@ -47,14 +48,14 @@ class CompileResult:
     bundle_size: int
     bundle_sha256: str
     stage_seconds: dict = field(default_factory=dict)
-    # runtime.constraint.OutputConstraint.to_dict(); {} is free.
+    # pawhub.constraint.OutputConstraint.to_dict(); {} is free.
     output_constraint: dict = field(default_factory=dict)
 
 
 def interpreter():
     """The process's one llama.cpp interpreter, shared with the runtime tasks and the
     llama.cpp engine (benchmarks/quality.py calls it by this name)."""
-    from runtime.interpreter import shared_interpreter
+    from pawhub.interpreter import shared_interpreter
 
     return shared_interpreter()
 

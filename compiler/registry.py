@@ -12,9 +12,9 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 
-from runtime.model import base_model_path, base_model_sha256
+from pawhub.model import base_model_path, base_model_sha256
 
-# The format of the snapshots that do not name one (runtime.prompt's formats).
+# The format of the snapshots that do not name one (pawhub.prompt's formats).
 PROMPT_FORMAT_VERSION = 1
 
 
@@ -43,9 +43,9 @@ class Snapshot:
     training: dict = field(default_factory=dict)  # TrainingParams fields
     prompt_format: int = PROMPT_FORMAT_VERSION
     adapter_quant: str = "Q4_0"
-    # Decode within the output constraint the examples imply (runtime.constraint).
+    # Decode within the output constraint the examples imply (pawhub.constraint).
     constrained_output: bool = False
-    # Which of runtime.constraint's inference rules read the constraint off the
+    # Which of pawhub.constraint's inference rules read the constraint off the
     # examples (2: digit layouts, spans that start after a space).
     constraint_rules: int = 1
 
@@ -158,7 +158,7 @@ SNAPSHOTS = [
     ),
     _CONSTRAINED,
     # The same compiler in prompt format 2: the user turn ends at the input
-    # (runtime.prompt), 6 fewer tokens a call.
+    # (pawhub.prompt), 6 fewer tokens a call.
     replace(_CONSTRAINED, name="paw-smollm2-135m-20261202b", prompt_format=2),
     replace(
         _CONSTRAINED,

@@ -14,7 +14,7 @@ two minutes on two cores), and three facts make it cheap:
 3. The loss covers the answer tokens only (the output then ``<|im_end|>``), so
    the 49k-wide output projection runs on a few positions per example.
 
-Tokenization matches ``runtime.interpreter`` exactly: the prompt is split at
+Tokenization matches ``pawhub.interpreter`` exactly: the prompt is split at
 its placeholder, the two template pieces tokenized with special tokens and the
 input as plain text (a test checks the ids agree with llama.cpp's).
 """
@@ -32,9 +32,9 @@ import torch
 from peft import LoraConfig, get_peft_model
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from runtime.cores import available_cores
-from runtime.model import base_model_path, base_model_sha256
-from runtime.prompt import END_OF_TURN, LATEST_PROMPT_FORMAT, prompt_template, split
+from pawhub.cores import available_cores
+from pawhub.model import base_model_path, base_model_sha256
+from pawhub.prompt import END_OF_TURN, LATEST_PROMPT_FORMAT, prompt_template, split
 
 # PEFT / Hugging Face projection name -> llama.cpp tensor name.
 GGUF_PROJECTION_NAMES = {
@@ -150,7 +150,7 @@ def fit_lora(
     progress: Callable[[float], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Train a LoRA on ``pairs`` (input, output) in prompts of ``prompt_format``
-    (``runtime.prompt``); same arguments give the same tensors.
+    (``pawhub.prompt``); same arguments give the same tensors.
 
     Returns ``blk.{i}.{proj}.weight.lora_a`` / ``.lora_b`` arrays in Hugging
     Face row order, ready for ``compiler.gguf_adapter.write_lora_gguf``.

@@ -156,7 +156,7 @@ def main(argv=None):
         for text in TRY_INPUTS:
             answer = client.infer(program_id, text)
             if answer is None:
-                print("  (run the bundle locally instead: python -m runtime run BUNDLE.paw ...)")
+                print("  (run the bundle locally instead: pawhub run BUNDLE.paw ...)")
                 break
             print(f"  {text!r} -> {answer['output']!r} ({answer['latency_ms']} ms)")
         path, sha256 = client.download(program_id, args.out)

@@ -1,6 +1,6 @@
 from django import forms
 
-from runtime.calls import DEFAULT_MAX_TOKENS, MAX_INPUT_CHARS, RunLimitError, check_request
+from pawhub.calls import DEFAULT_MAX_TOKENS, MAX_INPUT_CHARS, RunLimitError, check_request
 
 from .models import SLUG_MAX_LENGTH, Case, Report, validate_slug
 

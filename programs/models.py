@@ -15,8 +15,8 @@ from django.urls import reverse
 
 from compiler.registry import prompt_format_of
 from paw_site.names import RESERVED_NAMES
-from runtime.constraint import OutputConstraint
-from runtime.prompt import prompt_template
+from pawhub.constraint import OutputConstraint
+from pawhub.prompt import prompt_template
 
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
@@ -273,7 +273,7 @@ class Program(models.Model):
     name = models.CharField(max_length=100, blank=True)
     spec = models.TextField()
     pseudo_program = models.TextField(blank=True)
-    # What the answers may be (runtime.constraint.OutputConstraint.to_dict(); {} is free).
+    # What the answers may be (pawhub.constraint.OutputConstraint.to_dict(); {} is free).
     output_constraint = models.JSONField(default=dict, blank=True)
     compiler_alias = models.CharField(max_length=100)
     compiler_snapshot = models.CharField(max_length=100)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
-from runtime.calls import DEFAULT_MAX_TOKENS, RunLimitError, RunResult, check_request
+from pawhub.calls import DEFAULT_MAX_TOKENS, RunLimitError, RunResult, check_request
 
 from . import tasks
 

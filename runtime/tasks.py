@@ -23,10 +23,10 @@ from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
 
-from compiler.gguf_adapter import AdapterError
+from pawhub.adapter import AdapterError
+from pawhub.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
+from pawhub.prompt import PromptError
 from programs.models import Case, Program
-from runtime.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
-from runtime.prompt import PromptError
 
 log = logging.getLogger(__name__)
 RUNTIME_QUEUE = "runtime"
@@ -35,14 +35,14 @@ SOFT_TIME_LIMIT = settings.RUNTIME_CALL_TIMEOUT_SECONDS + 15
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 10
 
 
-# The web process imports this module to send the tasks; llama.cpp (runtime.interpreter)
+# The web process imports this module to send the tasks; llama.cpp (pawhub.interpreter)
 # is only imported where they run.
 
 
 @worker_process_init.connect
 def warm_up(**kwargs):
     if RUNTIME_QUEUE in current_app.amqp.queues.consume_from:
-        from runtime.interpreter import shared_interpreter
+        from pawhub.interpreter import shared_interpreter
 
         threading.Thread(target=shared_interpreter, name="warm-up", daemon=True).start()
 
@@ -55,7 +55,7 @@ class ProgramUnavailable(Exception):
 
 def run(program, input_text, *, max_tokens, temperature=0.0):
     """Run a ready `program` in this process; ProgramUnavailable says why not."""
-    from runtime.interpreter import AdapterLoadError, shared_interpreter
+    from pawhub.interpreter import AdapterLoadError, shared_interpreter
 
     if not program.is_ready or not program.adapter_path:
         raise ProgramUnavailable("not_ready", "This program is not ready to run.")

@@ -5,7 +5,7 @@ from ninja import Router
 
 from compiler import registry
 from paw_site.celery import app as celery_app
-from runtime.model import base_model_path
+from pawhub.model import base_model_path
 
 from .. import ratelimit
 from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN

@@ -22,7 +22,7 @@ import logging
 from pathlib import Path
 
 from compiler.pseudo import pseudo_program, task_line
-from runtime.constraint import OutputConstraint
+from pawhub.constraint import OutputConstraint
 
 from .drafting import DRAFT_MAX_TOKENS, drafted_task_line, drafting_template
 

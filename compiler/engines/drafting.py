@@ -15,7 +15,7 @@ of describing the task; asked for the task alone, with the answer begun as
 import re
 
 from compiler.pseudo import MAX_TASK_CHARS
-from runtime.prompt import INPUT_PLACEHOLDER, chat_template
+from pawhub.prompt import INPUT_PLACEHOLDER, chat_template
 
 DRAFT_MAX_TOKENS = 32
 MIN_DRAFT_WORDS = 3

@@ -1,6 +1,6 @@
 """The CPU engine: the runtime's shared llama.cpp interpreter, on the adapter GGUF itself."""
 
-from runtime.interpreter import shared_interpreter
+from pawhub.interpreter import shared_interpreter
 
 from . import Completion, Engine, Request
 

@@ -27,15 +27,15 @@ import threading
 import weakref
 from pathlib import Path
 
-from compiler.gguf_adapter import inspect_lora_gguf
 from compiler.peft_adapter import write_peft_adapter
 from compiler.registry import SNAPSHOTS
-from runtime.model import base_model_path
-from runtime.prompt import END_OF_TURN, split
+from pawhub.adapter import inspect_lora_gguf
+from pawhub.model import base_model_path
+from pawhub.prompt import END_OF_TURN, split
 
 from . import BASE_HF_DIR, Completion, Engine, Request
 
-MAX_MODEL_LEN = 2048  # the runtime's context (runtime.interpreter.DEFAULT_N_CTX)
+MAX_MODEL_LEN = 2048  # the runtime's context (pawhub.interpreter.DEFAULT_N_CTX)
 # The engine is sized for the largest adapter rank a vLLM snapshot trains (LoRA
 # compute is padded to it); a larger adapter is refused.
 MAX_LORA_RANK = max(s.training["rank"] for s in SNAPSHOTS if s.engine == "vllm")
@@ -104,7 +104,7 @@ class VllmEngine(Engine):
         ]
 
     def _prompt_ids(self, template: str, input_text: str) -> list[int]:
-        # The runtime's tokenization (runtime.interpreter, compiler.training): the
+        # The runtime's tokenization (pawhub.interpreter, compiler.training): the
         # template's pieces may hold special tokens, the input never does.
         head, tail = split(template)
         return (

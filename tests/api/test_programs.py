@@ -110,7 +110,7 @@ def test_detail_contract(anon, program):
 
 def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
     """A client that runs the GGUF adapter on its own needs the exact prompt."""
-    from runtime.prompt import INPUT_PLACEHOLDER, prompt_template
+    from pawhub.prompt import INPUT_PLACEHOLDER, prompt_template
 
     old = ProgramFactory(owner=user, pseudo_program="Task: say hi")
     new = ProgramFactory(

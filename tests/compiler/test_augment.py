@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from compiler.augment import derive, renew_digits, swap_answer
-from runtime.constraint import SPAN, Guide, OutputConstraint
+from pawhub.constraint import SPAN, Guide, OutputConstraint
 
 LABELS = [
     ("The site is down for everyone", "urgent"),

@@ -14,8 +14,8 @@ import pytest
 from django.conf import settings
 
 from compiler import services
-from compiler.bundle import read_bundle
 from compiler.models import CompileJob
+from pawhub.bundle import read_bundle
 from programs.models import Program
 from tests.conftest import REPO, child_env
 

@@ -66,8 +66,8 @@ def test_compilers_listing():
 
 
 def test_each_snapshot_pins_the_prompt_format_its_programs_run_with():
+    from pawhub.prompt import prompt_template
     from programs.models import Program
-    from runtime.prompt import prompt_template
 
     assert registry.resolve().prompt_format == 2
     for older in ("paw-smollm2-135m-20261124", "paw-smollm2-135m-20261202"):

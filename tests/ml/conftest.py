@@ -52,7 +52,7 @@ def urgency() -> Task:
 
 @pytest.fixture(scope="session")
 def base_gguf() -> Path:
-    from runtime.model import base_model_path
+    from pawhub.model import base_model_path
 
     return base_model_path()
 
@@ -66,7 +66,7 @@ def hf_base_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def interpreter():
-    from runtime.interpreter import Interpreter
+    from pawhub.interpreter import Interpreter
 
     interpreter = Interpreter()
     yield interpreter
@@ -79,7 +79,7 @@ def trained_adapter(hf_base_dir, urgency, tmp_path_factory) -> TrainedAdapter:
     from compiler.gguf_adapter import write_lora_gguf
     from compiler.pseudo import pseudo_program
     from compiler.training import TrainingParams, fit_lora
-    from runtime.prompt import prompt_template
+    from pawhub.prompt import prompt_template
 
     params = TrainingParams()
     pseudo = pseudo_program(urgency.description, urgency.train)

@@ -18,7 +18,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
-from compiler.bundle import (
+from pawhub.adapter import MAX_ADAPTER_BYTES, MAX_RANK, PROJECTIONS
+from pawhub.bundle import (
     ADAPTER,
     MAX_BUNDLE_BYTES,
     META,
@@ -27,8 +28,7 @@ from compiler.bundle import (
     BundleMeta,
     write_bundle,
 )
-from compiler.gguf_adapter import MAX_ADAPTER_BYTES, MAX_RANK, PROJECTIONS
-from runtime.prompt import prompt_template
+from pawhub.prompt import prompt_template
 
 # --- adapters ------------------------------------------------------------------------
 

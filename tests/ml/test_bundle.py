@@ -1,6 +1,6 @@
 import pytest
 
-from compiler.bundle import MAX_BUNDLE_BYTES, PSEUDO_PROGRAM, BundleError, read_bundle, write_bundle
+from pawhub.bundle import MAX_BUNDLE_BYTES, PSEUDO_PROGRAM, BundleError, read_bundle, write_bundle
 from tests.ml.corpus import (
     BAD_MEMBERS,
     META_VALUES,
@@ -101,7 +101,7 @@ def test_member_caps_are_inclusive(tmp_path):
 
 def test_a_version_1_bundle_reads_as_free(tmp_path):
     """Bundles from before output constraints have no `output`: their programs decode freely."""
-    from compiler.bundle import META
+    from pawhub.bundle import META
     from tests.ml.corpus import meta_with
 
     path = zip_of(tmp_path / "old.paw", members(**{META: meta_with(version=1, output=...)}))
@@ -110,8 +110,8 @@ def test_a_version_1_bundle_reads_as_free(tmp_path):
 
 
 def test_a_bundle_is_written_in_the_oldest_version_that_holds_its_output():
-    from compiler.bundle import version_for
-    from runtime.constraint import OutputConstraint
+    from pawhub.bundle import version_for
+    from pawhub.constraint import OutputConstraint
 
     assert version_for(OutputConstraint()) == 2
     assert version_for(OutputConstraint("choice", ("a", "b"))) == 2

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runtime.constraint import (
+from pawhub.constraint import (
     CHOICE,
     FREE,
     SHAPE,

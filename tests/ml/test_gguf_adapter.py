@@ -10,7 +10,8 @@ import gguf
 import numpy as np
 import pytest
 
-from compiler.gguf_adapter import AdapterError, inspect_lora_gguf, write_lora_gguf
+from compiler.gguf_adapter import write_lora_gguf
+from pawhub.adapter import AdapterError, inspect_lora_gguf
 from tests.ml.corpus import lora, malformed_adapters, oversized_adapter, raw_gguf, small_lora
 
 

@@ -4,10 +4,10 @@ import threading
 
 import pytest
 
-from compiler.gguf_adapter import AdapterError
-from runtime.constraint import Guide, OutputConstraint, infer
-from runtime.interpreter import MAX_INPUT_CHARS, MAX_TOKENS_LIMIT, Interpreter, RunLimitError
-from runtime.prompt import prompt_template
+from pawhub.adapter import AdapterError
+from pawhub.constraint import Guide, OutputConstraint, infer
+from pawhub.interpreter import MAX_INPUT_CHARS, MAX_TOKENS_LIMIT, Interpreter, RunLimitError
+from pawhub.prompt import prompt_template
 
 pytestmark = pytest.mark.slow
 

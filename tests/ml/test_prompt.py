@@ -1,7 +1,7 @@
 import pytest
 
 from compiler.pseudo import MAX_EXAMPLES, pseudo_program
-from runtime.prompt import INPUT_PLACEHOLDER, PromptError, prompt_template, render, split
+from pawhub.prompt import INPUT_PLACEHOLDER, PromptError, prompt_template, render, split
 
 EXAMPLES = [
     ("The server is down", "high"),

@@ -9,8 +9,8 @@ from pathlib import Path
 import gguf
 import pytest
 
-from runtime.interpreter import Interpreter
-from runtime.model import (
+from pawhub.interpreter import Interpreter
+from pawhub.model import (
     RUNTIME_QUANT,
     base_model_path,
     base_model_sha256,
@@ -96,7 +96,7 @@ def test_extra_buffer_types_are_left_out_on_a_cpu_with_amx():
 def test_a_model_loaded_here_evaluates_without_crashing():
     # In its own process: on an AMX CPU, loading with the defaults killed the process.
     code = (
-        "from runtime.model import base_model_path, load_llama\n"
+        "from pawhub.model import base_model_path, load_llama\n"
         "llm = load_llama(base_model_path(), n_ctx=256, n_threads=2, verbose=False)\n"
         "llm.eval(llm.tokenize(b'Hello there, how are you today?'))\n"
         "print('evaluated', llm.n_tokens)\n"
@@ -112,7 +112,7 @@ def test_load_llama_sets_its_parameters_for_one_load_only(monkeypatch):
     import llama_cpp.llama_cpp as bindings
 
     defaults = bindings.llama_model_default_params
-    monkeypatch.setattr("runtime.model.extra_buffer_types_usable", lambda: False)
+    monkeypatch.setattr("pawhub.model.extra_buffer_types_usable", lambda: False)
     llm = load_llama(base_model_path(), n_ctx=256, n_threads=1, verbose=False)
     assert llm.model_params.use_extra_bufts is False
     assert bindings.llama_model_default_params is defaults

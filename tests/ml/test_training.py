@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from compiler.gguf_adapter import permute_rope_rows
 from compiler.pseudo import pseudo_program
 from compiler.training import TrainingParams, ensure_base_hf_dir, fit_lora
-from runtime.prompt import split
+from pawhub.adapter import permute_rope_rows
+from pawhub.prompt import split
 
 pytestmark = pytest.mark.slow
 

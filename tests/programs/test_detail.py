@@ -87,7 +87,7 @@ def test_program_page_shows_everything_about_it(client, user):
         "b" * 64,
         f"/p/{program.id}/download/bundle/",
         f"/p/{program.id}/download/adapter/",
-        f"python -m runtime run urgency-{program.id[:8]}.paw",
+        f"pawhub run urgency-{program.id[:8]}.paw",
         'id="try-it"',
         'id="votes"',
         'id="cases"',

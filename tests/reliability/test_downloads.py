@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from django.conf import settings
 
-from compiler.bundle import read_bundle
+from pawhub.bundle import read_bundle
 from programs.models import Program
 from tests.factories import ProgramFactory, UserFactory
 from tests.reliability.production import Proxy, sign_in
@@ -34,7 +34,7 @@ def fast_password_hashing():
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
     """A real adapter (random LoRA, Q4_0) and the bundle around it."""
-    from runtime.prompt import prompt_template
+    from pawhub.prompt import prompt_template
 
     folder = tmp_path_factory.mktemp("files")
     adapter = random_adapter(folder / "adapter.gguf", seed=7)

@@ -1,5 +1,5 @@
 """A corpus of malformed adapters and bundles (tests/ml/corpus.py) through every
-entry point that reads such files: the readers themselves, `python -m runtime
+entry point that reads such files: the readers themselves, `pawhub
 run` (what someone who downloaded a bundle runs), and a real runtime worker
 (what the site runs). Every file is refused with a clear reason, and the
 worker process that refused them goes on answering.
@@ -21,11 +21,11 @@ import psutil
 import pytest
 from django.conf import settings
 
-from compiler.bundle import BundleError, read_bundle
-from compiler.gguf_adapter import AdapterError, inspect_lora_gguf
+from pawhub.adapter import AdapterError, inspect_lora_gguf
+from pawhub.bundle import BundleError, read_bundle
+from pawhub.model import base_model_path, base_model_sha256
 from programs.models import Program
 from runtime import services
-from runtime.model import base_model_path, base_model_sha256
 from tests.conftest import REPO
 from tests.factories import ProgramFactory
 from tests.ml.corpus import (
@@ -80,14 +80,14 @@ def test_the_readers_refuse_the_whole_corpus(tmp_path, figure):
     assert not wrong + wrong_bundles, "\n".join(wrong + wrong_bundles)
 
 
-# --- python -m runtime run ----------------------------------------------------------------
+# --- pawhub run ----------------------------------------------------------------
 
 
 def run_cli(bundle, *args):
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     env["RUNTIME_THREADS"] = "1"
     return subprocess.run(
-        [sys.executable, "-m", "runtime", "run", str(bundle), *args],
+        [sys.executable, "-m", "pawhub", "run", str(bundle), *args],
         cwd=REPO,
         env=env,
         capture_output=True,
@@ -126,7 +126,7 @@ def test_python_m_runtime_run_refuses_every_malformed_bundle_cleanly(tmp_path, f
     with ThreadPoolExecutor(max_workers=2) as pool:
         wrong = [problem for problem in pool.map(check, cases) if problem]
     figure(
-        "malformed bundles refused by python -m runtime run",
+        "malformed bundles refused by pawhub run",
         f"{len(cases) - len(wrong)}/{len(cases)}",
     )
     assert not wrong, "\n".join(wrong)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from compiler.gguf_adapter import write_lora_gguf
-from runtime.prompt import prompt_template
+from pawhub.prompt import prompt_template
 
 N_LAYERS = 30
 HIDDEN, KV, FFN = 576, 192, 1536
@@ -79,7 +79,7 @@ def templates():
 
 @pytest.fixture(scope="session")
 def interpreter():
-    from runtime.interpreter import Interpreter
+    from pawhub.interpreter import Interpreter
 
     interpreter = Interpreter()
     yield interpreter
@@ -89,7 +89,7 @@ def interpreter():
 @pytest.fixture(scope="session")
 def reference():
     """An interpreter without the prefix cache: every call evaluates its whole prompt."""
-    from runtime.interpreter import Interpreter
+    from pawhub.interpreter import Interpreter
 
     interpreter = Interpreter(prefix_cache_bytes=0)
     yield interpreter
@@ -97,8 +97,8 @@ def reference():
 
 
 def make_bundle(path, *, adapter, template, program_id="0" * 20):
-    from compiler.bundle import BundleMeta, write_bundle
-    from runtime.model import BASE_MODEL_ID, base_model_sha256
+    from pawhub.bundle import BundleMeta, write_bundle
+    from pawhub.model import BASE_MODEL_ID, base_model_sha256
 
     meta = BundleMeta(
         program_id=program_id,
@@ -255,7 +255,7 @@ def compiled_program(compiled, user):
 
 @pytest.fixture(scope="module")
 def local_outputs(compiled, tmp_path_factory):
-    """`python -m runtime run` on the bundle for URGENCY_INPUTS, in a process
+    """`pawhub run` on the bundle for URGENCY_INPUTS, in a process
     without Django settings, keyed by input."""
     import os
     import subprocess
@@ -268,7 +268,7 @@ def local_outputs(compiled, tmp_path_factory):
     inputs.write_text("".join(json.dumps({"input": x}) + "\n" for x in URGENCY_INPUTS))
     env = {k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"}
     done = subprocess.run(
-        [sys.executable, "-m", "runtime", "run", str(compiled.bundle), "--inputs", str(inputs)],
+        [sys.executable, "-m", "pawhub", "run", str(compiled.bundle), "--inputs", str(inputs)],
         cwd=REPO,
         env=env,
         capture_output=True,

@@ -1,5 +1,5 @@
-"""Running a downloaded bundle locally: `runtime.load(...).run(...)` and
-`python -m runtime run`, with no Django and no database."""
+"""Running a downloaded bundle locally: `pawhub.load(...).run(...)` and
+`pawhub run`, with no Django and no database."""
 
 import json
 import os
@@ -9,8 +9,8 @@ import zipfile
 
 import pytest
 
-import runtime
-from compiler.bundle import BundleError
+import pawhub
+from pawhub.bundle import BundleError
 from tests.conftest import REPO
 from tests.runtime.conftest import make_bundle
 
@@ -35,7 +35,7 @@ def without_django():
 
 def cli(*args, **kwargs):
     return subprocess.run(
-        [sys.executable, "-m", "runtime", "run", *map(str, args)],
+        [sys.executable, "-m", "pawhub", "run", *map(str, args)],
         cwd=REPO,
         env=without_django(),
         capture_output=True,
@@ -46,7 +46,7 @@ def cli(*args, **kwargs):
 
 
 def test_load_runs_the_bundle_as_the_interpreter_does(bundle, interpreter, adapters, templates):
-    with runtime.load(bundle, interpreter=interpreter) as program:
+    with pawhub.load(bundle, interpreter=interpreter) as program:
         assert program.meta.lora_rank == 32 and program.prompt_template == templates[0]
         for text in INPUTS:
             expected = interpreter.run(templates[0], text, adapter=adapters[0])
@@ -95,9 +95,9 @@ def test_the_command_line_reports_an_input_over_the_limits(bundle):
 
 
 def test_a_bundle_for_another_base_model_is_refused(adapters, templates, tmp_path, monkeypatch):
-    import runtime.local
+    import pawhub.local
 
     path = make_bundle(tmp_path / "other.paw", adapter=adapters[0], template=templates[0])
-    monkeypatch.setattr(runtime.local, "base_model_sha256", lambda: "f" * 64)
+    monkeypatch.setattr(pawhub.local, "base_model_sha256", lambda: "f" * 64)
     with pytest.raises(BundleError, match="another base model"):
-        runtime.load(path)
+        pawhub.load(path)

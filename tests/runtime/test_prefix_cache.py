@@ -6,9 +6,9 @@ import itertools
 import llama_cpp
 import pytest
 
-from runtime.calls import RunLimitError, RunTimeout
-from runtime.interpreter import Interpreter, PrefixCache
-from runtime.prompt import split
+from pawhub.calls import RunLimitError, RunTimeout
+from pawhub.interpreter import Interpreter, PrefixCache
+from pawhub.prompt import split
 from tests.runtime.conftest import INPUTS
 
 MAX_TOKENS = 6

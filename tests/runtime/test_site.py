@@ -11,10 +11,10 @@ from kombu.exceptions import OperationalError
 from accounts.models import ApiKey
 from api import ratelimit
 from api.ratelimit import Rule
+from pawhub.calls import MAX_INPUT_CHARS, RunResult
 from programs import services as program_services
 from programs.models import Case
 from runtime import services, tasks
-from runtime.calls import MAX_INPUT_CHARS, RunResult
 from tests.factories import ProgramFactory
 from tests.runtime.fakes import WORKER_LOST, FakePending, FakeQueue
 
@@ -133,8 +133,8 @@ def test_program_page_has_the_try_it_box_and_the_local_usage(client, program):
     page = client.get(program.get_absolute_url()).content.decode()
     assert f'action="{try_url(program)}#try-it"' in page
     assert f'hx-post="{try_url(program)}"' in page
-    assert "python -m runtime run " in page
-    assert "program = runtime.load(" in page and 'program.run("your input here").output' in page
+    assert "pawhub run " in page
+    assert "program = pawhub.load(" in page and 'program.run("your input here").output' in page
 
 
 def test_try_it_with_htmx_swaps_in_the_answer(client, queue, program):

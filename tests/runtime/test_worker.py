@@ -52,9 +52,9 @@ def test_the_site_and_a_downloaded_bundle_give_the_same_answers(
     bundle = tmp_path / "urgency.paw"
     bundle.write_bytes(b"".join(download.streaming_content))
 
-    import runtime
+    import pawhub
 
-    with runtime.load(bundle) as local:
+    with pawhub.load(bundle) as local:
         for text in URGENCY_INPUTS:
             try_it = tried(client.post(f"/p/{program.pk}/try/", {"input": text}))
             api = client.post(

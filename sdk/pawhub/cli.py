@@ -1,7 +1,7 @@
-"""``python -m runtime run BUNDLE.paw "input"``: run a downloaded program locally.
+"""``pawhub run BUNDLE.paw "input"``: run a downloaded program locally.
 
-    python -m runtime run support-urgency.paw "Nobody can log in"
-    python -m runtime run support-urgency.paw --inputs inputs.jsonl
+    pawhub run support-urgency.paw "Nobody can log in"
+    pawhub run support-urgency.paw --inputs inputs.jsonl
 
 One input prints its output. ``--inputs`` reads JSON lines (``{"input": ...}``
 each) and prints one JSON object per input, in order: its output,
@@ -13,13 +13,13 @@ import json
 import sys
 from pathlib import Path
 
-from compiler.bundle import BundleError
-from runtime.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
-from runtime.local import load
+from pawhub.bundle import BundleError
+from pawhub.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
+from pawhub.local import load
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m runtime", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="pawhub", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a .paw bundle on one input or a JSONL file")
     run.add_argument("bundle", type=Path, help="the downloaded .paw file")

@@ -4,7 +4,7 @@ A ``Llama`` object is not safe to use from two threads at once (concurrent use
 crashes the process), so every call holds one lock; a process scales by
 running more processes, each with its own ``Interpreter``.
 
-Prefix cache. A program's prompt is head + input + tail (``runtime.prompt.split``),
+Prefix cache. A program's prompt is head + input + tail (``pawhub.prompt.split``),
 and the head (system turn and pseudo-program) is the same on every call. Its
 keys and values are computed once and kept, so a call only processes its
 input and the short tail. The head is computed with the program's adapter
@@ -21,7 +21,7 @@ Greedy decoding is deterministic, and restoring the exact KV of the head gives
 the same answer as evaluating the whole prompt (tests/runtime checks this).
 
 Guided decoding. A program whose answers are held to an output constraint
-(``runtime.constraint``: one of its labels, or a span of the input) is decoded
+(``pawhub.constraint``: one of its labels, or a span of the input) is decoded
 token by token here instead of by llama.cpp's sampler: each step takes the most
 likely token whose text keeps the answer valid, and a label answer ends as soon
 as one label is left, without decoding the rest of it or the end of turn.
@@ -37,8 +37,8 @@ from pathlib import Path
 import llama_cpp
 import numpy as np
 
-from compiler.gguf_adapter import inspect_lora_gguf
-from runtime.calls import (  # noqa: F401 (the bounds are part of this module's interface)
+from pawhub.adapter import inspect_lora_gguf
+from pawhub.calls import (  # noqa: F401 (the bounds are part of this module's interface)
     DEFAULT_MAX_TOKENS,
     MAX_INPUT_CHARS,
     MAX_TOKENS_LIMIT,
@@ -47,10 +47,10 @@ from runtime.calls import (  # noqa: F401 (the bounds are part of this module's 
     RunTimeout,
     check_request,
 )
-from runtime.constraint import Guide, OutputConstraint
-from runtime.cores import available_cores
-from runtime.model import load_llama, runtime_model_path
-from runtime.prompt import split
+from pawhub.constraint import Guide, OutputConstraint
+from pawhub.cores import available_cores
+from pawhub.model import load_llama, runtime_model_path
+from pawhub.prompt import split
 
 DEFAULT_N_CTX = 2048
 # ~1 s of prompt processing on 2 cores: how often a long prompt checks the clock.
@@ -114,7 +114,7 @@ class Interpreter:
         prefix_cache_bytes: int = DEFAULT_PREFIX_CACHE_BYTES,
     ):
         """``model_path`` defaults to the runtime's copy of the base
-        (``runtime.model.runtime_model_path``). ``prefix_cache_bytes=0`` turns the
+        (``pawhub.model.runtime_model_path``). ``prefix_cache_bytes=0`` turns the
         prefix cache off: every call then evaluates its whole prompt (the
         benchmark's and the tests' reference)."""
         self.model_path = Path(model_path) if model_path else runtime_model_path()
@@ -156,7 +156,7 @@ class Interpreter:
     ) -> RunResult:
         """Decode the answer to ``input_text`` (greedy unless ``temperature`` > 0);
         ``adapter=None`` runs the bare base model, ``constraint`` holds the answer
-        to the program's output constraint (``runtime.constraint``). Raises
+        to the program's output constraint (``pawhub.constraint``). Raises
         ``RunLimitError`` for a request out of bounds and ``RunTimeout`` past
         ``timeout_s`` seconds."""
         check_request(input_text, max_tokens=max_tokens, temperature=temperature)

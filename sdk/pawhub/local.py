@@ -1,11 +1,11 @@
 """Run a downloaded ``.paw`` bundle on this machine: no Django, no database, no network.
 
-    import runtime
+    import pawhub
 
-    program = runtime.load("support-urgency.paw")
+    program = pawhub.load("support-urgency.paw")
     print(program.run("Nobody can log in since this morning").output)
 
-The bundle is validated (``compiler.bundle.read_bundle``: ZIP limits, meta.json,
+The bundle is validated (``pawhub.bundle.read_bundle``: ZIP limits, meta.json,
 the prompt template) and its adapter vetted against the installed base model
 (``inspect_lora_gguf``) when it is loaded, so a bad bundle fails there with a
 ``BundleError`` that says why, before anything of it reaches llama.cpp.
@@ -16,11 +16,11 @@ import tempfile
 import weakref
 from pathlib import Path
 
-from compiler.bundle import ADAPTER, BundleError, BundleMeta, read_bundle
-from compiler.gguf_adapter import AdapterError, inspect_lora_gguf
-from runtime.calls import DEFAULT_MAX_TOKENS, RunResult
-from runtime.interpreter import Interpreter, shared_interpreter
-from runtime.model import base_model_path, base_model_sha256
+from pawhub.adapter import AdapterError, inspect_lora_gguf
+from pawhub.bundle import ADAPTER, BundleError, BundleMeta, read_bundle
+from pawhub.calls import DEFAULT_MAX_TOKENS, RunResult
+from pawhub.interpreter import Interpreter, shared_interpreter
+from pawhub.model import base_model_path, base_model_sha256
 
 
 class LocalProgram:

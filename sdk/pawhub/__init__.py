@@ -1,0 +1,23 @@
+"""pawhub: read, vet and run PAW programs exactly as PAW Hub runs them.
+
+A program is a ``.paw`` bundle: a LoRA adapter (GGUF) for the SmolLM2-135M
+base, the prompt template it was trained in and the output constraint its
+compiler read off the spec's examples. This package owns all of it, with no
+Django, no PyTorch and no transformers, so the same code serves the hub's
+runtime workers and anyone who takes a program home:
+
+    import pawhub
+    print(pawhub.load("program.paw").run("your input").output)
+
+or from a shell: ``pawhub run program.paw "your input"``.
+"""
+
+__version__ = "0.1.0"
+
+
+def load(path, **kwargs):
+    """A ``pawhub.local.LocalProgram`` for the bundle at ``path`` (see there)."""
+    # Imported here so that `import pawhub` (the web process does it) loads no llama.cpp.
+    from pawhub.local import load
+
+    return load(path, **kwargs)

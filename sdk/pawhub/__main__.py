@@ -1,0 +1,5 @@
+import sys
+
+from pawhub.cli import main
+
+sys.exit(main())
