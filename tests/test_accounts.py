@@ -87,23 +87,43 @@ def test_inactive_users_have_no_public_profile(client):
 def test_settings_page_saves_the_profile(client, user):
     client.force_login(user)
     response = client.post(
-        reverse("account_settings"),
-        {"display_name": "New Name", "bio": "Hello", "email": "new@example.com"},
-        follow=True,
+        reverse("account_settings"), {"display_name": "New Name", "bio": "Hello"}, follow=True
     )
     assert response.status_code == 200
     assert "Your settings were saved." in response.content.decode()
     user.refresh_from_db()
-    assert (user.display_name, user.bio, user.email) == ("New Name", "Hello", "new@example.com")
+    assert (user.display_name, user.bio) == ("New Name", "Hello")
 
 
-def test_settings_refuses_an_email_another_account_uses(client, user, other_user):
+def test_the_settings_form_cannot_change_the_email(client, user):
+    """Finding 11: the email changed with a plain post, no password, no check."""
+    before = user.email
     client.force_login(user)
-    response = client.post(
-        reverse("account_settings"), {"display_name": "", "bio": "", "email": other_user.email}
+    client.post(
+        reverse("account_settings"),
+        {"display_name": "", "bio": "", "email": "attacker@example.com"},
     )
-    assert response.status_code == 200
-    assert "already uses this email" in response.content.decode()
+    user.refresh_from_db()
+    assert user.email == before
+
+
+def test_changing_the_email_asks_for_the_password_then_a_confirmation(client, user):
+    from allauth.account.models import EmailAddress
+    from django.core import mail
+
+    before = user.email  # as signing up records it
+    EmailAddress.objects.create(user=user, email=before, primary=True, verified=True)
+    client.force_login(user)  # a session, but no fresh password entry
+    response = client.post(reverse("account_email"), {"action_add": "", "email": "new@example.com"})
+    assert response.status_code == 302
+    assert reverse("account_reauthenticate") in response["Location"]
+    response = client.post(reverse("account_reauthenticate"), {"password": PASSWORD})
+    assert response.status_code == 302
+    response = client.post(reverse("account_email"), {"action_add": "", "email": "new@example.com"})
+    assert response.status_code == 302, response.content.decode()[:500]
+    user.refresh_from_db()
+    assert user.email == before  # not until the new address is confirmed
+    assert [m.to for m in mail.outbox] == [["new@example.com"]]
 
 
 def test_reserved_names_cannot_be_usernames(client):
