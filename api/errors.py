@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from ninja.errors import AuthenticationError, HttpError, Throttled, ValidationError
 
+from paw_site.limits import RateLimited
+
 log = logging.getLogger(__name__)
 
 ERROR_CODES = {
@@ -101,6 +103,22 @@ def install_handlers(api):
             error=exc.error,
             details=exc.details,
             headers=exc.headers,
+        )
+
+    @api.exception_handler(RateLimited)
+    def on_rate_limited(request, exc):
+        details = exc.details or {
+            "scope": exc.scope,
+            "limit": exc.limit,
+            "retry_after": exc.retry_after,
+        }
+        return error_response(
+            request,
+            429,
+            exc.message,
+            error=exc.error,
+            details=details,
+            headers={"Retry-After": str(exc.retry_after)},
         )
 
     @api.exception_handler(ValidationError)

@@ -1,13 +1,17 @@
 """Compile work that crosses systems: the database, Celery and files on disk."""
 
 import logging
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
+from paw_site import limits
 from programs.models import MAX_TAGS, Program, Tag, program_id_for
 
 from . import registry
@@ -15,6 +19,11 @@ from .models import CompileJob
 from .spec import SpecError, normalize_spec, validate_spec
 
 log = logging.getLogger(__name__)
+
+# Compile jobs queued or running at once: anonymous per IP, signed-in per user.
+CONCURRENT_COMPILES = {"anonymous": 1, "user": 2}
+CONCURRENCY_RETRY_AFTER = 30
+SLOT_WAIT_SECONDS = 5  # how long a compile request waits for the caller's other one
 
 
 @dataclass
@@ -26,12 +35,68 @@ class Submission:
 
 
 def compile_submit(
-    *, spec, owner=None, compiler=None, name="", tags=(), is_public=True, client_ip=None
+    *,
+    spec,
+    owner=None,
+    compiler=None,
+    name="",
+    tags=(),
+    is_public=True,
+    client_ip=None,
+    caller: limits.Caller | None = None,
 ) -> Submission:
     """Start compiling `spec`, or return the program/job that already answers it.
 
+    With a `caller` (every front door passes one), the caller's compile quota
+    is counted and its concurrent-compile slot held: limits.RateLimited when over.
     Raises SpecError or registry.UnknownCompiler with a message for the author.
     """
+    if caller is not None:
+        limits.hit("compile", caller)
+        owner = caller.user
+        client_ip = caller.ip or None
+        with compile_slot(caller):
+            return _submit(spec, owner, compiler, name, tags, is_public, client_ip)
+    return _submit(spec, owner, compiler, name, tags, is_public, client_ip)
+
+
+@contextmanager
+def compile_slot(caller: limits.Caller):
+    """Hold the caller's compile slot while a compile is submitted: refuse when
+    the caller already has its share of queued or running jobs. A short cache
+    lock makes check-then-submit one step, so two requests at once cannot both
+    take the last slot."""
+    if caller.is_authenticated:
+        allowed = CONCURRENT_COMPILES["user"]
+        active = CompileJob.objects.active().filter(owner=caller.user)
+    else:
+        allowed = CONCURRENT_COMPILES["anonymous"]
+        active = CompileJob.objects.active().filter(owner=None, client_ip=caller.ip or None)
+    lock = f"compile-slot:{caller.key}"
+    deadline = time.monotonic() + SLOT_WAIT_SECONDS
+    while not cache.add(lock, 1, timeout=30):
+        if time.monotonic() > deadline:
+            raise limits.RateLimited(
+                "compile", 1, "Another compile request of yours is being handled."
+            )
+        time.sleep(0.05)
+    try:
+        if active.count() >= allowed:
+            raise limits.RateLimited(
+                "concurrent_compiles",
+                CONCURRENCY_RETRY_AFTER,
+                f"You have {allowed} compile{'s' if allowed > 1 else ''} queued or running; "
+                "wait for one to finish or cancel it.",
+                limit=allowed,
+                error="too_many_compiles",
+                details={"concurrent_limit": allowed},
+            )
+        yield
+    finally:
+        cache.delete(lock)
+
+
+def _submit(spec, owner, compiler, name, tags, is_public, client_ip) -> Submission:
     validate_spec(spec)
     snapshot = registry.resolve(compiler)
     normalized = normalize_spec(spec)

@@ -192,9 +192,15 @@ def compile_program(self, job_id):
     except (SpecError, registry.UnknownCompiler) as exc:
         return fail(job, str(exc))
     except Exception as exc:
-        log.exception("compile job %s failed", job.pk)
+        # The exception's text may name paths, settings or library internals: it
+        # goes to the log (with the job id), the user gets a sentence.
+        log.exception("compile job %s failed: %s", job.pk, exc)
         stage = CompileJob.objects.filter(pk=job.pk).values_list("stage", flat=True).first()
-        return fail(job, f"Internal error while {stage or 'compiling'}: {exc}")
+        return fail(
+            job,
+            f"Something went wrong on our side while {stage or 'compiling'}; the admins "
+            f"can find the details in the logs under job {job.pk}.",
+        )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 

@@ -7,32 +7,45 @@ from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
+from paw_site import limits
 from programs.models import Program
 
 from . import services
 from .forms import INITIAL_ROWS, CompileForm, ExampleFormSet
 from .models import CompileJob
-from .spec import merge_spec
+from .spec import MAX_EXAMPLES, merge_spec
 
 ROWS_PREFIX = "examples"
 
 
+def _total(data, default):
+    """The posted row count, clamped to 1..MAX_EXAMPLES: it comes from the client,
+    so it never decides how much work a request does."""
+    try:
+        total = int(data.get(f"{ROWS_PREFIX}-TOTAL_FORMS") or default)
+    except (TypeError, ValueError):
+        total = default
+    return min(max(total, 1), MAX_EXAMPLES)
+
+
 def edit_rows(data, action):
     """Apply an "add" or "remove-N" row action to posted formset data, so the
-    example rows work the same with htmx and as plain form posts."""
+    example rows work the same with htmx and as plain form posts. An unknown
+    action or a row that does not exist changes nothing."""
     data = data.copy()
-    total = int(data.get(f"{ROWS_PREFIX}-TOTAL_FORMS") or 0)
+    total = _total(data, 0)
+    removed = action.removeprefix("remove-")
     if action == "add":
-        total += 1
-    elif action.startswith("remove-") and total > 1:
-        removed = int(action.removeprefix("remove-"))
+        total = min(total + 1, MAX_EXAMPLES)
+    elif action.startswith("remove-") and removed.isdigit() and int(removed) < total and total > 1:
+        removed = int(removed)
         for i in range(removed, total - 1):
             for field in ("input", "output"):
                 data[f"{ROWS_PREFIX}-{i}-{field}"] = data.get(f"{ROWS_PREFIX}-{i + 1}-{field}", "")
         for field in ("input", "output"):
             data.pop(f"{ROWS_PREFIX}-{total - 1}-{field}", None)
         total -= 1
-    data[f"{ROWS_PREFIX}-TOTAL_FORMS"] = str(max(1, total))
+    data[f"{ROWS_PREFIX}-TOTAL_FORMS"] = str(total)
     return data
 
 
@@ -61,14 +74,25 @@ def compile_view(request):
         form = CompileForm(request.POST, examples=examples)
         if examples.is_valid() and form.is_valid():
             data = form.cleaned_data
-            submission = services.compile_submit(
-                spec=form.merged_spec(),
-                owner=request.user,
-                compiler=data["compiler"],
-                name=data["name"],
-                tags=data["tags"],
-                is_public=data["is_public"],
-            )
+            try:
+                submission = services.compile_submit(
+                    spec=form.merged_spec(),
+                    compiler=data["compiler"],
+                    name=data["name"],
+                    tags=data["tags"],
+                    is_public=data["is_public"],
+                    caller=limits.Caller.of(request),
+                )
+            except limits.RateLimited as limited:
+                form.add_error(None, limited.wait_message)
+                response = TemplateResponse(
+                    request,
+                    "compiler/compile.html",
+                    {"form": form, "examples": examples, "preview": _preview(posted)},
+                    status=429,
+                )
+                response["Retry-After"] = str(limited.retry_after)
+                return response
             if submission.cache_hit:
                 messages.info(request, "This exact spec was compiled before: here it is.")
                 return redirect(submission.program)
@@ -83,7 +107,7 @@ def compile_view(request):
 
 
 def _rows(data):
-    total = int(data.get(f"{ROWS_PREFIX}-TOTAL_FORMS") or 1)
+    total = _total(data, 1)
     return [
         {f: data.get(f"{ROWS_PREFIX}-{i}-{f}", "") for f in ("input", "output")}
         for i in range(total)

@@ -13,6 +13,7 @@ import json
 from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
+from django.http import QueryDict
 
 from .models import Program, Tag
 
@@ -50,6 +51,22 @@ def popular_tags():
         )
         cache.set(POPULAR_TAGS_KEY, tags, POPULAR_TAGS_SECONDS)
     return tags
+
+
+def clean_params(filters, page):
+    """The gallery's query parameters rebuilt from the cleaned filters and a
+    page number: what links and cache keys may carry, nothing a visitor added."""
+    params = QueryDict(mutable=True)
+    for name in ("q", "tag", "sort"):
+        if filters.get(name):
+            params[name] = filters[name]
+    try:
+        number = int(page)
+    except (TypeError, ValueError):
+        number = None
+    if number and number > 1:
+        params["page"] = str(number)
+    return params
 
 
 def results_key(filters, page):

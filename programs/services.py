@@ -15,12 +15,16 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from paw_site import limits
 from runtime.services import case_check_on_commit
 
 from .gallery import gallery_changed
 from .models import Alias, Case, ModerationAction, Program, Report, Vote, validate_slug
 
 ALIAS_RETRIES = 3
+# Cases waiting for their check on the runtime, at most: per author, per program.
+MAX_UNCHECKED_CASES = {"author": 5, "program": 20}
+UNCHECKED_RETRY_AFTER = 30
 
 
 @dataclass(frozen=True)
@@ -101,12 +105,34 @@ def _point(*, owner, slug, program, actor):
     raise AssertionError("unreachable")
 
 
-def case_submit(*, program, author, input, expected, type, note="") -> Case:
-    """Record a case: how the program should answer `input`."""
+def case_submit(
+    *, program, author, input, expected, type, note="", caller: limits.Caller | None = None
+) -> Case:
+    """Record a case: how the program should answer `input`. Each case queues a
+    check on the runtime, so with a `caller` (every front door passes one) the
+    case quota is counted, and the unchecked cases of one author and of one
+    program are bounded: limits.RateLimited when over."""
     if not author.is_authenticated:
         raise PermissionDenied("Sign in to add a case.")
     if not program.is_ready:
         raise ValidationError("Cases can be added once the program has compiled.")
+    if caller is not None:
+        limits.hit("case", caller)
+        unchecked = Case.objects.filter(checked_at__isnull=True)
+        for scope, over in (
+            ("author", unchecked.filter(author=author)),
+            ("program", unchecked.filter(program=program)),
+        ):
+            allowed = MAX_UNCHECKED_CASES[scope]
+            if over.count() >= allowed:
+                raise limits.RateLimited(
+                    "unchecked_cases",
+                    UNCHECKED_RETRY_AFTER,
+                    f"{allowed} cases {'of yours' if scope == 'author' else 'of this program'} "
+                    "are still waiting for their check; add more once they are checked.",
+                    limit=allowed,
+                    error="too_many_unchecked_cases",
+                )
     case = Case(
         program=program, author=author, input=input, expected=expected, type=type, note=note
     )

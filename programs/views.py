@@ -1,5 +1,6 @@
 from functools import wraps
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -17,8 +18,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
 
-from api import ratelimit
-from api.errors import ApiError
+from paw_site import limits
 from runtime import services as runtime_services
 
 from . import downloads, gallery, services
@@ -39,16 +39,25 @@ def hub(request):
     form = HubFilterForm(request.GET)
     form.is_valid()
     context = {"form": form, "filters": form.cleaned_data}
-    key = gallery.results_key(form.cleaned_data, request.GET.get("page"))
+    # The cache key and the fragment's links come from the cleaned filters only:
+    # a parameter a visitor adds (?utm=...) never reaches another visitor's page.
+    params = gallery.clean_params(form.cleaned_data, request.GET.get("page"))
+    key = gallery.results_key(form.cleaned_data, params.get("page"))
     results = cache.get(key) if settings.HUB_CACHE_SECONDS else None
     if results is None:
+        if form.cleaned_data.get("q"):
+            # A search that misses the cache costs a query: counted per caller.
+            try:
+                limits.hit("search", limits.Caller.of(request))
+            except limits.RateLimited as limited:
+                return _rate_limited_page(request, limited)
         # Built only on a miss: a search embeds its query as it builds the queryset.
         programs = form.filtered(Program.objects.listed()).for_cards()
-        page = gallery.HubPaginator(programs, PER_PAGE).get_page(request.GET.get("page"))
+        page = gallery.HubPaginator(programs, PER_PAGE).get_page(params.get("page"))
         context["page"] = page
         # Without the request: the fragment is the same for everyone and needs
         # no context processors (the page around it runs them once).
-        results = render_to_string("programs/hub.html#results", context | {"params": request.GET})
+        results = render_to_string("programs/hub.html#results", context | {"params": params})
         if settings.HUB_CACHE_SECONDS:
             cache.set(key, results, settings.HUB_CACHE_SECONDS)
     if request.htmx and not request.htmx.history_restore_request:
@@ -63,6 +72,13 @@ def hub(request):
     return TemplateResponse(
         request, "programs/hub.html", context | {"tags": tags, "results": results}
     )
+
+
+def _rate_limited_page(request, limited):
+    """A front-door answer to limits.RateLimited for a plain page: 429, the wait."""
+    response = TemplateResponse(request, "429.html", {"message": limited.wait_message}, status=429)
+    response["Retry-After"] = str(limited.retry_after)
+    return response
 
 
 # --- program page ---------------------------------------------------------------------
@@ -180,9 +196,16 @@ def program_case(request, program_id):
     form = CaseForm(request.POST)
     if form.is_valid():
         try:
-            services.case_submit(program=program, author=request.user, **form.cleaned_data)
+            services.case_submit(
+                program=program,
+                author=request.user,
+                caller=limits.Caller.of(request),
+                **form.cleaned_data,
+            )
         except ValidationError as error:
             form.add_error(None, error)
+        except limits.RateLimited as limited:
+            form.add_error(None, limited.wait_message)
     if form.is_valid():
         if request.htmx:
             context = {"program": program, "cases_by_type": _cases_by_type(program)}
@@ -198,11 +221,16 @@ def program_case(request, program_id):
 
 @require_POST
 @vary_on_headers("HX-Request")
-def program_try(request, program_id):
+async def program_try(request, program_id):
     """Run the program on the posted input (the "Try it" box). The answer, or
     a sentence saying why there is none, replaces the box (htmx) or comes back
-    in the whole page (plain form)."""
-    program = _visible_program(request, program_id)
+    in the whole page (plain form). Async: the wait for the runtime holds no
+    thread (runtime.services.program_run_async)."""
+
+    def find():
+        return _visible_program(request, program_id), limits.Caller.of(request)
+
+    program, caller = await sync_to_async(find)()
     form = TryForm(request.POST)
     outcome = {"try_form": form}
     status = 200
@@ -211,14 +239,15 @@ def program_try(request, program_id):
         status = 400
     else:
         try:
-            ratelimit.limit(request, "infer")
-            outcome["run"] = runtime_services.program_run(
-                program=program, input_text=form.cleaned_data["input"]
+            outcome["run"] = await runtime_services.program_run_async(
+                program=program, input_text=form.cleaned_data["input"], caller=caller
             )
-        except ApiError as error:  # over the "infer" rate limit
-            status, retry_after = 429, error.details["retry_after"]
+        except limits.RateLimited as limited:  # over the run quota, or too many at once
+            status, retry_after = 429, limited.retry_after
             outcome["run_error"] = (
                 f"You have run programs many times in a short while; try again in {retry_after} s."
+                if limited.scope == "infer"
+                else limited.wait_message
             )
         except runtime_services.RunError as error:
             status, outcome["run_error"] = error.status, error.message
@@ -229,7 +258,7 @@ def program_try(request, program_id):
             request, "programs/detail.html#try-it", {"program": program, **outcome}, status=status
         )
     else:
-        response = _render_detail(request, program, status=status, **outcome)
+        response = await sync_to_async(_render_detail)(request, program, status=status, **outcome)
     if retry_after:
         response["Retry-After"] = str(retry_after)
     return response
@@ -288,6 +317,10 @@ def program_download(request, program_id, kind):
     program = get_object_or_404(
         Program.objects.visible_to(request.user).prefetch_related("aliases"), pk=program_id
     )
+    try:  # the same download quota as the API's
+        limits.hit("download", limits.Caller.of(request))
+    except limits.RateLimited as limited:
+        return _rate_limited_page(request, limited)
     if kind not in ARTIFACT_TYPES:
         raise Http404("No such file.")
     if not program.is_ready:

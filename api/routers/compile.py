@@ -49,21 +49,17 @@ def compile_submit(request, payload: CompileIn):
         raise ApiError(400, str(exc), error="unknown_compiler") from exc
     if payload.slug and not request.user.is_authenticated:
         raise ApiError(401, "Sign in (or send an API key) to name a program.")
-    ratelimit.limit(request, "compile")
-    ip = ratelimit.ip_bucket(ratelimit.client_ip(request))
-    with ratelimit.compile_slot(request, ip):
-        try:
-            submission = services.compile_submit(
-                spec=payload.spec,
-                owner=request.user,
-                compiler=payload.compiler,
-                name=payload.name,
-                tags=payload.tags,
-                is_public=payload.public,
-                client_ip=ip or None,
-            )
-        except SpecError as exc:  # e.g. the spec's program was removed by moderators
-            raise ApiError(422, str(exc), error="invalid_spec") from exc
+    try:
+        submission = services.compile_submit(
+            spec=payload.spec,
+            compiler=payload.compiler,
+            name=payload.name,
+            tags=payload.tags,
+            is_public=payload.public,
+            caller=ratelimit.caller(request),
+        )
+    except SpecError as exc:  # e.g. the spec's program was removed by moderators
+        raise ApiError(422, str(exc), error="invalid_spec") from exc
     program, job = submission.program, submission.job
     alias = _name(request, program, payload.slug) if payload.slug else program.primary_alias
     if job is None:

@@ -49,7 +49,8 @@ def find_program(request, ref, queryset=None) -> tuple[Program, Alias | None]:
     """The program `ref` names, as the caller may see it: a program id, or a
     name (`user/slug`, a bare official slug, either with `@vN`). 404 otherwise,
     private and hidden programs included, so their existence does not leak."""
-    visible = (queryset or Program.objects).visible_to(request.user)
+    # `queryset or ...` would evaluate the queryset (every program) to test it.
+    visible = (Program.objects if queryset is None else queryset).visible_to(request.user)
     if PROGRAM_ID.fullmatch(ref):
         program = visible.filter(pk=ref).first()
         if program is not None:
@@ -290,7 +291,9 @@ def case_create(request, ref: str, payload: CaseIn):
     program, _ = find_program(request, ref)
     if not program.is_ready:
         raise ApiError(409, "Cases can be added once the program has compiled.")
-    case = services.case_submit(program=program, author=request.user, **payload.dict())
+    case = services.case_submit(
+        program=program, author=request.user, caller=ratelimit.caller(request), **payload.dict()
+    )
     return Status(201, case_out(case))
 
 

@@ -5,8 +5,8 @@ from django.core.cache import cache
 from django.test import Client
 
 from accounts.models import ApiKey
-from api import ratelimit
 from compiler import services
+from paw_site import limits
 
 API = "/api/v1"
 SPEC = (
@@ -21,7 +21,7 @@ SPEC = (
 def fresh_limits(monkeypatch):
     """Rate-limit counters live in the cache; every test starts with none, in
     the middle of a window that does not roll over while it runs."""
-    monkeypatch.setattr(ratelimit, "clock", lambda: 1_800_000_030.0)
+    monkeypatch.setattr(limits, "clock", lambda: 1_800_000_030.0)
     cache.clear()
     yield
     cache.clear()

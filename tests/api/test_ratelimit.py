@@ -5,8 +5,10 @@ from django.core.cache import cache
 from django.test import Client, RequestFactory
 
 from api import ratelimit
-from api.ratelimit import Rule
+from compiler import services as compile_services
 from compiler.models import CompileJob
+from paw_site import limits
+from paw_site.limits import Rule
 
 from .conftest import API, SPEC, assert_error, key_client
 
@@ -30,10 +32,10 @@ def finish_all_jobs():
 @pytest.fixture
 def tight(monkeypatch):
     """Small limits so a test can reach them in a few requests."""
-    rules = dict(ratelimit.RULES)
+    rules = dict(limits.RULES)
     rules["compile"] = Rule(anonymous=3, user=4, ip=6, period=3600)
     rules["read"] = Rule(anonymous=5, user=5, ip=8, period=60)
-    monkeypatch.setattr(ratelimit, "RULES", rules)
+    monkeypatch.setattr(limits, "RULES", rules)
     return rules
 
 
@@ -162,7 +164,7 @@ def test_guessing_keys_is_limited_per_ip():
 def test_compile_requests_of_one_caller_take_turns(monkeypatch, user):
     """While one compile request of a caller holds its slot, the next waits,
     then gives up with a 429 rather than racing it for the last free slot."""
-    monkeypatch.setattr(ratelimit, "SLOT_WAIT_SECONDS", 0.2)
+    monkeypatch.setattr(compile_services, "SLOT_WAIT_SECONDS", 0.2)
     cache.add(f"compile-slot:user:{user.pk}", 1, timeout=30)  # a request in flight
     response = compile_(key_client(user), 1)
     assert_error(response, 429, "rate_limited")

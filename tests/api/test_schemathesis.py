@@ -19,8 +19,9 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from accounts.models import ApiKey
-from api import ratelimit
-from api.ratelimit import Rule
+from compiler import services as compile_services
+from paw_site import limits
+from paw_site.limits import Rule
 from tests.factories import UserFactory
 
 CHECKS = [
@@ -53,8 +54,10 @@ def keep_test_connection():
 def roomy_limits(monkeypatch):
     """Limits high enough that random requests explore more than the 429 path."""
     big = Rule(anonymous=10**6, user=10**6, ip=10**6, period=60)
-    monkeypatch.setattr(ratelimit, "RULES", dict.fromkeys(ratelimit.RULES, big))
-    monkeypatch.setattr(ratelimit, "CONCURRENT_COMPILES", {"anonymous": 10**6, "user": 10**6})
+    monkeypatch.setattr(limits, "RULES", dict.fromkeys(limits.RULES, big))
+    monkeypatch.setattr(
+        compile_services, "CONCURRENT_COMPILES", {"anonymous": 10**6, "user": 10**6}
+    )
 
 
 @pytest.fixture

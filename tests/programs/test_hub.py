@@ -93,7 +93,7 @@ def test_twenty_per_page_with_working_links(client):
     first = client.get(HUB, {"sort": "recent", "tag": ""})
     assert len(titles(first)) == 20
     page = first.content.decode()
-    assert 'href="?sort=recent&amp;tag=&amp;page=2"' in page
+    assert 'href="?sort=recent&amp;page=2"' in page  # only the filters that are set
     third = client.get(HUB, {"sort": "recent", "page": 3})
     assert len(titles(third)) == 5
     assert client.get(HUB, {"page": "nonsense"}).status_code == 200

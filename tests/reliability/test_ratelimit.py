@@ -3,7 +3,7 @@ proxy that appends the client's address to X-Forwarded-For): a client that
 sends a new random X-Forwarded-For with every request gets no new bucket, and
 many API keys (of many accounts) from one address still meet the per-IP cap.
 
-The limits are the production ones (api.ratelimit.RULES), in fixed windows
+The limits are the production ones (paw_site.limits.RULES), in fixed windows
 of the site's clock: each measurement starts early enough in a window to end
 before it rolls over, from a client address no earlier run used."""
 
@@ -15,7 +15,7 @@ import time
 import pytest
 
 from accounts.models import ApiKey
-from api.ratelimit import RULES
+from paw_site.limits import RULES
 from tests.factories import UserFactory
 from tests.reliability.production import Proxy
 

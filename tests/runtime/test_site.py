@@ -9,8 +9,8 @@ from django.test import Client
 from kombu.exceptions import OperationalError
 
 from accounts.models import ApiKey
-from api import ratelimit
-from api.ratelimit import Rule
+from paw_site import limits as ratelimit
+from paw_site.limits import Rule
 from pawhub.calls import MAX_INPUT_CHARS, RunResult
 from programs import services as program_services
 from programs.models import Case
