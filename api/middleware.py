@@ -1,15 +1,19 @@
+from django.utils.decorators import sync_and_async_middleware
+
+from paw_site.middleware import around
+
 from .errors import error_response
 
 API_PREFIX = "/api/v1/"
 
 
+@sync_and_async_middleware
 def api_errors(get_response):
     """Under /api/v1/: give responses that never went through Ninja's handlers
     (unknown route, wrong method, a crash before the view) the API's error
     shape, and add the rate-limit headers of the bucket the request was counted in."""
 
-    def middleware(request):
-        response = get_response(request)
+    def after(request, response):
         if not request.path.startswith(API_PREFIX):
             return response
         is_json = response.get("Content-Type", "").startswith("application/json")
@@ -19,11 +23,12 @@ def api_errors(get_response):
                 if header in response:
                     replacement[header] = response[header]
             response = replacement
-        usage = getattr(request, "rate_limit", None)
+        caller = getattr(request, "rate_limit_caller", None)
+        usage = caller.usage if caller is not None else None
         if usage is not None:
             response["X-RateLimit-Limit"] = str(usage.limit)
             response["X-RateLimit-Remaining"] = str(usage.remaining)
             response["X-RateLimit-Reset"] = str(usage.reset)
         return response
 
-    return middleware
+    return around(get_response, lambda request: None, after)

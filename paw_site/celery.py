@@ -22,8 +22,20 @@ app.conf.update(
     task_track_started=True,
     task_default_queue="default",
     # compile_gpu: compiles with a vLLM snapshot, for GPU hosts' workers only.
-    task_queues=[Queue("default"), Queue("compile"), Queue("compile_gpu"), Queue("runtime")],
-    task_routes={"compiler.tasks.*": {"queue": "compile"}, "runtime.*": {"queue": "runtime"}},
+    # runtime_checks: case checks, on their own worker, so a burst of cases never
+    # queues in front of someone waiting for a run (runtime).
+    task_queues=[
+        Queue("default"),
+        Queue("compile"),
+        Queue("compile_gpu"),
+        Queue("runtime"),
+        Queue("runtime_checks"),
+    ],
+    task_routes={
+        "compiler.tasks.*": {"queue": "compile"},
+        "runtime.tasks.check_case": {"queue": "runtime_checks"},
+        "runtime.*": {"queue": "runtime"},
+    },
     result_expires=24 * 3600,
     broker_connection_retry_on_startup=True,
     worker_hijack_root_logger=False,

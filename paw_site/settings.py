@@ -22,10 +22,37 @@ VAR_DIR = Path(env("PAW_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 DEBUG = env.bool("DEBUG", default=False)
-# The default key only exists so `make run` works on a fresh machine with
-# nothing set; with DEBUG off, a real SECRET_KEY must be provided.
+# The public development key is only ever used with DEBUG on. With DEBUG off and
+# no SECRET_KEY set (`make run` on a fresh machine), the site makes a random key
+# once and keeps it in VAR_DIR/secret_key; the development key itself is refused.
 _DEV_SECRET_KEY = "django-insecure-paw-hub-local-development-key-not-for-production-use"
-SECRET_KEY = env("SECRET_KEY", default=_DEV_SECRET_KEY)
+
+
+def _installation_key(path):
+    import secrets
+
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        key = secrets.token_urlsafe(50)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:  # another process made it first
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as f:
+            f.write(key)
+        return key
+
+
+SECRET_KEY = env("SECRET_KEY", default=None)
+if SECRET_KEY is None:
+    SECRET_KEY = _DEV_SECRET_KEY if DEBUG else _installation_key(VAR_DIR / "secret_key")
+if SECRET_KEY == _DEV_SECRET_KEY and not DEBUG:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "SECRET_KEY is the public development key while DEBUG is off: set a secret SECRET_KEY."
+    )
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -59,7 +86,7 @@ MIDDLEWARE = [
     "api.middleware.api_errors",
     "django.middleware.security.SecurityMiddleware",
     "paw_site.middleware.content_security_policy",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "paw_site.middleware.StaticFiles",  # WhiteNoise, async-capable
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,6 +99,7 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "paw_site.urls"
 WSGI_APPLICATION = "paw_site.wsgi.application"
+ASGI_APPLICATION = "paw_site.asgi.application"  # what the Procfile serves
 
 TEMPLATES = [
     {
@@ -131,6 +159,10 @@ SOCIALACCOUNT_ADAPTER = "accounts.adapters.SocialAccountAdapter"
 ACCOUNT_LOGIN_METHODS = {"username"}
 ACCOUNT_SIGNUP_FIELDS = ["username*", "email", "password1*", "password2*"]
 ACCOUNT_EMAIL_VERIFICATION = "none"
+# An address is changed on allauth's email page only: after a password prompt,
+# and the new address replaces the old one once its owner confirms it by mail.
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
 ACCOUNT_SESSION_REMEMBER = True
 ACCOUNT_USERNAME_MIN_LENGTH = 2
 ACCOUNT_USERNAME_BLACKLIST = sorted(RESERVED_NAMES)
@@ -140,6 +172,10 @@ SOCIALACCOUNT_EMAIL_AUTHENTICATION = False
 SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = False
 SOCIALACCOUNT_AUTO_SIGNUP = True
 SOCIALACCOUNT_EMAIL_VERIFICATION = "none"
+# An address is changed on allauth's email page only: after a password prompt,
+# and the new address replaces the old one once its owner confirms it by mail.
+ACCOUNT_CHANGE_EMAIL = True
+ACCOUNT_REAUTHENTICATION_REQUIRED = True
 SOCIALACCOUNT_LOGIN_ON_GET = False
 SOCIALACCOUNT_STORE_TOKENS = False
 
@@ -205,6 +241,8 @@ X_FRAME_OPTIONS = "DENY"
 # Number of proxies in front of the app whose X-Forwarded-For entries are
 # trusted; anything further left in the header is client-controlled.
 TRUSTED_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
+# allauth's own limits (failed logins, sign-ups) key on the same client address.
+ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 # --- celery ---------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
@@ -248,6 +286,9 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
         "processed_folder": str(BROKER_DIR / "processed"),
         "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
+        # How often a worker looks for new messages in the folder (kombu's default
+        # is 1 s, which a run waited for on top of its own time).
+        "polling_interval": env.float("BROKER_POLLING_INTERVAL", default=0.01),
     }
 )
 # Kombu transport options as JSON, over the ones above: e.g. Redis's socket_timeout

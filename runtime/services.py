@@ -2,11 +2,22 @@
 
 The web process never loads llama.cpp: it sends the call to the `runtime`
 queue and waits, for at most ``RUNTIME_WAIT_SECONDS``, for a worker's answer.
+Under ASGI the views await ``program_run_async``, which polls the result store
+with ``asyncio.sleep`` in between, so a waiting run holds no thread and the
+site keeps serving pages. Case checks go to their own queue
+(``runtime_checks``), so a burst of cases never waits in front of a person's run.
+With a ``caller``, a run counts against the caller's run quota and holds one
+of its few concurrent-run slots (paw_site.limits).
 Every way a call can fail ends in ``RunError``, whose ``code`` and ``status``
 the web view and the API both turn into an answer, and whose message is
 written for the person who asked.
 """
 
+import asyncio
+import time
+from contextlib import nullcontext
+
+from asgiref.sync import sync_to_async
 from billiard.exceptions import WorkerLostError
 from celery import states
 from celery.exceptions import TimeoutError as ResultTimeout
@@ -14,6 +25,7 @@ from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
 
+from paw_site import limits
 from pawhub.calls import DEFAULT_MAX_TOKENS, RunLimitError, RunResult, check_request
 
 from . import tasks
@@ -30,6 +42,10 @@ STATUSES = {
     "broken_program": 503,
 }
 RETRY_AFTER_SECONDS = 5
+# How often a waiting run looks for its answer: first often (a warm run on a
+# small program takes tens of ms), then less, up to the longest interval.
+POLL_FIRST_SECONDS = 0.005
+POLL_MAX_SECONDS = 0.05
 
 
 class RunError(Exception):
@@ -40,11 +56,7 @@ class RunError(Exception):
         self.status = STATUSES[code]
 
 
-def program_run(
-    *, program, input_text, max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0
-) -> RunResult:
-    """Run `program` on `input_text` in a runtime worker and wait for the answer.
-    Finding the program (and who may run it) is the caller's job."""
+def _check(program, input_text, max_tokens, temperature):
     try:
         check_request(input_text, max_tokens=max_tokens, temperature=temperature)
     except RunLimitError as exc:
@@ -55,22 +67,27 @@ def program_run(
         raise RunError("not_ready", "This program did not compile, so it cannot run.")
     if not program.adapter_path:
         raise RunError("broken_program", "This program's files are missing, so it cannot run.")
-    wait = settings.RUNTIME_WAIT_SECONDS
+
+
+def _send(program, input_text, max_tokens, temperature):
     try:
-        pending = tasks.run_program.apply_async(
-            (program.pk, input_text, max_tokens, temperature), expires=wait
+        return tasks.run_program.apply_async(
+            (program.pk, input_text, max_tokens, temperature),
+            expires=settings.RUNTIME_WAIT_SECONDS,
         )
     except BrokerError as exc:
         raise RunError("unavailable", "Programs cannot run right now; try again later.") from exc
-    try:
-        answer = pending.get(timeout=wait, interval=0.05, propagate=False)
-    except ResultTimeout as exc:
-        raise RunError(
-            "busy",
-            f"No runtime worker answered within {wait} s: they are busy or down. "
-            "Try again in a moment.",
-        ) from exc
-    state = pending.state
+
+
+def _busy():
+    return RunError(
+        "busy",
+        f"No runtime worker answered within {settings.RUNTIME_WAIT_SECONDS} s: they are busy "
+        "or down. Try again in a moment.",
+    )
+
+
+def _outcome(pending, state, answer) -> RunResult:
     pending.forget()
     if state == states.SUCCESS and "error" in answer:
         raise RunError(answer["error"], answer["message"])
@@ -85,6 +102,66 @@ def program_run(
     if state == states.REVOKED:
         raise RunError("busy", "The runtime workers were too busy to start this call in time.")
     raise RunError("unavailable", "The program could not run this time; try again.")
+
+
+def program_run(
+    *, program, input_text, max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0, caller=None
+) -> RunResult:
+    """Run `program` on `input_text` in a runtime worker and wait for the answer
+    (this thread waits: for scripts and sync callers; views await
+    `program_run_async`). Finding the program (and who may run it) is the caller's job."""
+    _check(program, input_text, max_tokens, temperature)
+    if caller is not None:
+        limits.hit("infer", caller)
+    with limits.concurrent("run", caller) if caller is not None else nullcontext():
+        pending = _send(program, input_text, max_tokens, temperature)
+        try:
+            answer = pending.get(
+                timeout=settings.RUNTIME_WAIT_SECONDS, interval=POLL_FIRST_SECONDS, propagate=False
+            )
+        except ResultTimeout as exc:
+            raise _busy() from exc
+        return _outcome(pending, pending.state, answer)
+
+
+def _poll(pending):
+    """(state, result) once the task is done, else None. One read of the result
+    store (a file, or a Redis GET)."""
+    meta = pending.backend.get_task_meta(pending.id)
+    if meta["status"] in states.READY_STATES:
+        return meta["status"], meta["result"]
+    return None
+
+
+async def program_run_async(
+    *, program, input_text, max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0, caller=None
+) -> RunResult:
+    """`program_run` for async views: the wait for the worker's answer is an
+    `asyncio.sleep` loop over the result store, so no thread is held meanwhile.
+    `program` is already loaded (its fields are read, no query is made)."""
+    _check(program, input_text, max_tokens, temperature)
+    if caller is not None:
+        await sync_to_async(limits.hit, thread_sensitive=False)("infer", caller)
+    slot = limits.concurrent("run", caller) if caller is not None else nullcontext()
+    await sync_to_async(slot.__enter__, thread_sensitive=False)()
+    try:
+        pending = await sync_to_async(_send, thread_sensitive=False)(
+            program, input_text, max_tokens, temperature
+        )
+        deadline = time.monotonic() + settings.RUNTIME_WAIT_SECONDS
+        interval = POLL_FIRST_SECONDS
+        poll = sync_to_async(_poll, thread_sensitive=False)
+        while True:
+            await asyncio.sleep(interval)
+            done = await poll(pending)
+            if done is not None:
+                state, answer = done
+                return await sync_to_async(_outcome, thread_sensitive=False)(pending, state, answer)
+            if time.monotonic() > deadline:
+                raise _busy()
+            interval = min(interval * 1.5, POLL_MAX_SECONDS)
+    finally:
+        await sync_to_async(slot.__exit__, thread_sensitive=False)(None, None, None)
 
 
 def case_check_on_commit(*, case):

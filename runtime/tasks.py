@@ -30,6 +30,7 @@ from programs.models import Case, Program
 
 log = logging.getLogger(__name__)
 RUNTIME_QUEUE = "runtime"
+CHECKS_QUEUE = "runtime_checks"  # case checks, on their own worker
 # A call may first wait for the model to load and its prompt head to be computed.
 SOFT_TIME_LIMIT = settings.RUNTIME_CALL_TIMEOUT_SECONDS + 15
 HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 10
@@ -41,7 +42,8 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 10
 
 @worker_process_init.connect
 def warm_up(**kwargs):
-    if RUNTIME_QUEUE in current_app.amqp.queues.consume_from:
+    consumed = current_app.amqp.queues.consume_from
+    if RUNTIME_QUEUE in consumed or CHECKS_QUEUE in consumed:
         from pawhub.interpreter import shared_interpreter
 
         threading.Thread(target=shared_interpreter, name="warm-up", daemon=True).start()

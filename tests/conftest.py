@@ -81,7 +81,8 @@ def child_env(**extra):
 
 @contextlib.contextmanager
 def site_process(log_path, ready_path, without=(), gunicorn_args=(), ready_headers=None, **env):
-    """The site under gunicorn (as in the Procfile) on the test database; yields
+    """The site under gunicorn with uvicorn workers (ASGI, as in the Procfile) on
+    the test database; yields
     its base URL once `ready_path` answers (asked with `ready_headers`, e.g. a
     proxy's Host and X-Forwarded-Proto), and stops it on exit. `without`
     names variables of this process the site must not inherit; `gunicorn_args`
@@ -94,8 +95,9 @@ def site_process(log_path, ready_path, without=(), gunicorn_args=(), ready_heade
         env.pop(name, None)
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "1", "--threads", "4", "--access-logfile", "-", *gunicorn_args],
+            [sys.executable, "-m", "gunicorn", "paw_site.asgi", "--bind", f"127.0.0.1:{port}"]
+            + ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1"]
+            + ["--access-logfile", "-", *gunicorn_args],
             cwd=REPO,
             env=env,
             stdout=log,
@@ -130,7 +132,7 @@ def _wait_until_serving(proc, ready_url, log_path, headers, timeout=60):
 class WorkerProcess:
     """A real `celery worker` subprocess consuming every queue."""
 
-    def __init__(self, log_path, queues="default,compile,runtime", **env):
+    def __init__(self, log_path, queues="default,compile,runtime,runtime_checks", **env):
         self.log_path = log_path
         self.queues = queues
         self.env = env

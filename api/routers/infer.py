@@ -1,7 +1,10 @@
 """Running a program: `POST /infer`, the API's "Try it"."""
 
+from asgiref.sync import sync_to_async
+from django.http import Http404
 from ninja import Router
 
+from paw_site import limits
 from runtime import services as runtime_services
 
 from .. import ratelimit
@@ -20,20 +23,33 @@ router = Router(tags=["runtime"])
     response={200: InferOut} | errors(400, 401, 404, 409, 422, 429, 503),
     summary="Run a program on an input",
 )
-def infer(request, payload: InferIn):
+async def infer(request, payload: InferIn):
     """Runs the program in a runtime worker and answers when it is done (the
-    wait is bounded). 409 `not_ready` while it compiles or after a failed
-    compile; 422 `input_too_long` when the prompt does not fit the model's
-    context; 503 with `Retry-After` when no worker could answer (`busy`,
-    `worker_lost`, `timeout`, `unavailable`). Private programs are 404 to others."""
-    ratelimit.limit(request, "infer")
-    program, _ = find_program(request, payload.program_id)
+    wait is bounded, and holds no thread: the view awaits the answer). 409
+    `not_ready` while it compiles or after a failed compile; 422 `input_too_long`
+    when the prompt does not fit the model's context; 429 over the run quota or
+    with too many runs of yours waiting; 503 with `Retry-After` when no worker
+    could answer (`busy`, `worker_lost`, `timeout`, `unavailable`). Private
+    programs are 404 to others."""
+
+    def find():
+        caller = ratelimit.caller(request)
+        try:
+            program, _ = find_program(request, payload.program_id)
+        except (ApiError, Http404):
+            # Probing for programs counts as runs too (the service counts found ones).
+            limits.hit("infer", caller)
+            raise
+        return program, caller
+
+    program, caller = await sync_to_async(find)()
     try:
-        result = runtime_services.program_run(
+        result = await runtime_services.program_run_async(
             program=program,
             input_text=payload.input,
             max_tokens=payload.max_tokens,
             temperature=payload.temperature,
+            caller=caller,
         )
     except runtime_services.RunError as exc:
         headers = {}

@@ -229,7 +229,7 @@ def runtime_worker(django_db_setup, tmp_path_factory):
 
     worker = WorkerProcess(
         tmp_path_factory.mktemp("worker") / "worker.log",
-        queues="default,runtime",
+        queues="default,runtime,runtime_checks",
     )
     try:
         worker.start()
