@@ -12,6 +12,13 @@ class FakePending:
     def __init__(self, state="SUCCESS", result=None, *, never=False):
         self.state, self.result, self.never = state, result, never
         self.forgotten = False
+        self.id = "fake-task-id"
+        self.backend = self  # what the async wait polls: get_task_meta(id)
+
+    def get_task_meta(self, task_id):
+        if self.never:
+            return {"status": "PENDING", "result": None}
+        return {"status": self.state, "result": self.result}
 
     def get(self, timeout=None, propagate=True, interval=0.5):
         if self.never:

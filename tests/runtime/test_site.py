@@ -31,7 +31,8 @@ def fresh_limits(monkeypatch):
 
 
 @pytest.fixture
-def queue(monkeypatch):
+def queue(monkeypatch, settings):
+    settings.RUNTIME_WAIT_SECONDS = 1  # how long a call nobody answers is waited for
     return FakeQueue(monkeypatch)
 
 
