@@ -7,7 +7,6 @@ from ninja import Field, Schema
 from pydantic import StringConstraints, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from compiler.forms import TAG_PATTERN
 from compiler.spec import SPEC_MAX_CHARS, SPEC_MIN_CHARS, SpecError, validate_spec
 from pawhub.calls import (
     DEFAULT_MAX_TOKENS,
@@ -17,7 +16,13 @@ from pawhub.calls import (
     RunLimitError,
     check_request,
 )
-from programs.models import MAX_TAGS, SLUG_MAX_LENGTH, SLUG_MIN_LENGTH, validate_slug
+from programs.models import (
+    MAX_TAGS,
+    SLUG_MAX_LENGTH,
+    SLUG_MIN_LENGTH,
+    TAG_PATTERN,
+    validate_slug,
+)
 
 TagName = Annotated[str, StringConstraints(pattern=f"^{TAG_PATTERN.pattern}$")]
 ProgramName = Annotated[str, StringConstraints(max_length=100)]

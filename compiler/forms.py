@@ -1,15 +1,12 @@
-import re
-
 from django import forms
 from django.core.exceptions import ValidationError
 
-from programs.models import MAX_TAGS
+from programs.models import MAX_TAGS, TAG_PATTERN
 
 from . import registry
 from .spec import MAX_EXAMPLES, MAX_HINTS, SpecError, merge_spec, validate_spec
 
 INITIAL_ROWS = 3
-TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 
 
 class ExampleForm(forms.Form):

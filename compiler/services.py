@@ -12,7 +12,8 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError
 
 from paw_site import limits
-from programs.models import MAX_TAGS, Program, Tag, program_id_for
+from programs.models import Program, program_id_for
+from programs.services import tags_named
 
 from . import registry
 from .models import CompileJob
@@ -157,15 +158,6 @@ def enqueue(job):
         compile_program.apply_async(args=[str(job.id)], queue=queue)
     except OperationalError:
         log.warning("compile job %s not sent: the broker is unreachable", job.pk, exc_info=True)
-
-
-def tags_named(names):
-    clean = []
-    for raw in names:
-        tag = raw.strip().lower()
-        if tag and tag not in clean:
-            clean.append(tag)
-    return [Tag.objects.get_or_create(name=tag)[0] for tag in clean[:MAX_TAGS]]
 
 
 def compile_cancel(*, job: CompileJob) -> bool:

@@ -23,12 +23,7 @@ class HubFilterForm(forms.Form):
         """Apply the form to `programs` (invalid values are ignored)."""
         self.is_valid()
         data = self.cleaned_data
-        q, tag = data.get("q", "").strip(), data.get("tag", "").strip().lower()
-        if q:
-            programs = programs.search(q)
-        if tag:
-            programs = programs.tagged(tag)
-        return programs.sorted_by(data.get("sort") or ("relevance" if q else "votes"))
+        return programs.gallery(q=data.get("q", ""), tag=data.get("tag", ""), sort=data.get("sort"))
 
 
 class AliasForm(forms.Form):

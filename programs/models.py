@@ -20,6 +20,9 @@ from pawhub.prompt import prompt_template
 
 PROGRAM_ID_LENGTH = 20
 MAX_TAGS = 5
+# A tag: lowercase letters, digits and dashes (the web form, the API schema and
+# the services all use this one rule).
+TAG_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 SEARCH_CONFIG = "english"
 # How search blends the text rank with the meaning score (ProgramQuerySet.search);
 # they add up to at most 1, so a word match always outranks a meaning-only match.
@@ -188,6 +191,17 @@ class ProgramQuerySet(models.QuerySet):
         return self.filter(has_words | near).annotate(
             rank=matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * Cosine(nearest)
         )
+
+    def gallery(self, *, q="", tag="", sort=None):
+        """The gallery's filters, one rule for the hub page and GET /programs:
+        words (ranked by relevance unless another sort is asked for), one tag,
+        a sort order (votes by default)."""
+        programs, q, tag = self, (q or "").strip(), (tag or "").strip().lower()
+        if q:
+            programs = programs.search(q)
+        if tag:
+            programs = programs.tagged(tag)
+        return programs.sorted_by(sort or ("relevance" if q else "votes"))
 
     def tagged(self, tag):
         return self.filter(

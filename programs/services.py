@@ -19,7 +19,18 @@ from paw_site import limits
 from runtime.services import case_check_on_commit
 
 from .gallery import gallery_changed
-from .models import Alias, Case, ModerationAction, Program, Report, Vote, validate_slug
+from .models import (
+    MAX_TAGS,
+    TAG_PATTERN,
+    Alias,
+    Case,
+    ModerationAction,
+    Program,
+    Report,
+    Tag,
+    Vote,
+    validate_slug,
+)
 
 ALIAS_RETRIES = 3
 # Cases waiting for their check on the runtime, at most: per author, per program.
@@ -103,6 +114,48 @@ def _point(*, owner, slug, program, actor):
             if attempt == ALIAS_RETRIES - 1:
                 raise
     raise AssertionError("unreachable")
+
+
+def tags_named(names):
+    """The Tag rows for `names` (made when new): lowercased, deduplicated, at
+    most MAX_TAGS. ValidationError for a name outside TAG_PATTERN."""
+    clean = []
+    for raw in names:
+        tag = raw.strip().lower()
+        if tag and not TAG_PATTERN.fullmatch(tag):
+            raise ValidationError(
+                f"{tag!r} is not a valid tag: use lowercase letters, digits and dashes."
+            )
+        if tag and tag not in clean:
+            clean.append(tag)
+    return [Tag.objects.get_or_create(name=tag)[0] for tag in clean[:MAX_TAGS]]
+
+
+def program_update(*, program, actor, name=None, public=None, tags=None) -> Program:
+    """Rename, retag or publish `program` (its author only). A public program
+    stays public: its id is the shared compile cache for its spec, so hidden
+    from others it would be the answer to their compiles all the same
+    (ValidationError with code "stays_public")."""
+    if not actor.is_authenticated or program.owner_id != actor.pk:
+        raise PermissionDenied("Only the program's author can change it.")
+    if public is False and program.is_public:
+        raise ValidationError(
+            "A public program stays public: it is what everyone compiling this spec gets. "
+            "Compile the spec again with public: false for a private program.",
+            code="stays_public",
+        )
+    with transaction.atomic():
+        fields = ["updated_at"]
+        if name is not None:
+            program.name = name
+            fields.append("name")
+        if public is not None:
+            program.is_public = public
+            fields.append("is_public")
+        program.save(update_fields=fields)
+        if tags is not None:
+            program.tags.set(tags_named(tags))
+    return program
 
 
 def case_submit(

@@ -7,13 +7,12 @@ views find the program the caller may see, call them, and shape the answer.
 import re
 from typing import Literal
 
-from django.db import transaction
+from django.core.exceptions import ValidationError
 from django.http import JsonResponse
 from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from pydantic import Field
 
-from compiler.services import tags_named
 from programs import downloads, services
 from programs.models import ARTIFACT_TYPES, PROGRAM_ID_LENGTH, Alias, Program
 
@@ -142,13 +141,7 @@ def program_list(request, filters: Query[ProgramFilters]):
         programs = Program.objects.filter(owner=request.user)
     else:
         programs = Program.objects.listed()
-    sort = filters.sort
-    if filters.q.strip():
-        programs = programs.search(filters.q)
-        sort = sort or "relevance"
-    if filters.tag:
-        programs = programs.tagged(filters.tag.strip().lower())
-    programs = programs.sorted_by(sort or "votes")
+    programs = programs.gallery(q=filters.q, tag=filters.tag, sort=filters.sort)
     total = programs.count()
     start = (filters.page - 1) * filters.per_page
     page = programs.for_cards()[start : start + filters.per_page]
@@ -375,26 +368,17 @@ def program_detail(request, ref: str):
 def program_update(request, ref: str, payload: ProgramPatchIn):
     ratelimit.limit(request, "write")
     program, alias = find_program(request, ref, _detail_queryset())
-    if program.owner_id != request.user.pk:
-        raise ApiError(403, "Only the program's author can change it.")
-    if payload.public is False and program.is_public:
-        # A public program's id is the shared compile cache for its spec: hidden
-        # from others, it would be the answer to their compiles all the same.
-        raise ApiError(
-            409,
-            "A public program stays public: it is what everyone compiling this spec gets. "
-            "Compile the spec again with public: false for a private program.",
+    try:
+        services.program_update(
+            program=program,
+            actor=request.user,
+            name=payload.name,
+            public=payload.public,
+            tags=payload.tags,
         )
-    with transaction.atomic():
-        fields = ["updated_at"]
-        if payload.name is not None:
-            program.name = payload.name
-            fields.append("name")
-        if payload.public is not None:
-            program.is_public = payload.public
-            fields.append("is_public")
-        program.save(update_fields=fields)
-        if payload.tags is not None:
-            program.tags.set(tags_named(payload.tags))
+    except ValidationError as exc:
+        if exc.code == "stays_public":
+            raise ApiError(409, exc.message) from exc
+        raise
     program = _detail_queryset().get(pk=program.pk)
     return program_out(request, program, alias)
