@@ -371,3 +371,48 @@ def test_13_the_filesystem_broker_is_polled_often(settings):
         pytest.skip("the embedded default's transport")
     with celery_app.connection_for_write() as conn:
         assert conn.transport.polling_interval <= 0.02
+
+
+def test_13_a_fast_polled_filesystem_queue_never_reads_a_half_written_message(tmp_path):
+    """Polled every 10 ms, kombu's filesystem transport read messages its
+    producer was still writing (an empty payload killed the worker's consumer)."""
+    import threading
+
+    from kombu import Connection
+
+    folder = tmp_path / "queue"
+    folder.mkdir()
+    options = {
+        "data_folder_in": str(folder),
+        "data_folder_out": str(folder),
+        "processed_folder": str(tmp_path),
+        "store_processed": False,
+    }
+    payload = {"body": "x" * 200_000}  # long enough to be caught mid-write
+    sent = 300
+    received, errors = [], []
+
+    def consume():
+        with Connection(
+            "filesystem://", transport="paw_site.broker:Transport", transport_options=options
+        ) as conn:
+            channel = conn.default_channel
+            deadline = time.monotonic() + 60
+            while len(received) < sent and time.monotonic() < deadline:
+                try:
+                    received.append(channel._get("q"))
+                except Exception as exc:  # noqa: BLE001 (an Empty, or the bug)
+                    if type(exc).__name__ != "Empty":
+                        errors.append(exc)
+
+    reader = threading.Thread(target=consume)
+    reader.start()
+    with Connection(
+        "filesystem://", transport="paw_site.broker:Transport", transport_options=options
+    ) as conn:
+        channel = conn.default_channel
+        for _ in range(sent):
+            channel._put("q", payload)
+    reader.join(timeout=90)
+    assert errors == []
+    assert len(received) == sent and all(m == payload for m in received)
