@@ -45,7 +45,7 @@ RETRY_AFTER_SECONDS = 5
 # How often a waiting run looks for its answer: first often (a warm run on a
 # small program takes tens of ms), then less, up to the longest interval.
 POLL_FIRST_SECONDS = 0.005
-POLL_MAX_SECONDS = 0.05
+POLL_MAX_SECONDS = 0.02
 
 
 class RunError(Exception):
