@@ -161,16 +161,23 @@ def serve_remote(request, artifact, stored, byte_range, headers, disposition):
     if request.method == "HEAD" or length <= 0:
         response = HttpResponse(content_type=artifact.content_type, status=200)
     else:
-        chunks, close = stored.open_range(start, end)
         response = StreamingHttpResponse(
-            chunks,
+            closing_stream(*stored.open_range(start, end)),
             status=206 if byte_range else 200,
             content_type=artifact.content_type,
         )
-        response._resource_closers.append(close)
-    response["Content-Length"] = str(length if byte_range else size)
+    response["Content-Length"] = str(length)
     if byte_range:
         response.status_code = 206
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     set_headers(response, headers | {"Content-Disposition": disposition})
     return response
+
+
+def closing_stream(chunks, close):
+    """`chunks`, then `close()` (the server closes the response's iterator when
+    it is done with it, a client gone mid-way included)."""
+    try:
+        yield from chunks
+    finally:
+        close()
