@@ -123,6 +123,11 @@ def publish(job, program, result, workdir):
         final = artifacts.local_folder(relative)
         final.parent.mkdir(parents=True, exist_ok=True)
     else:
+        # Uploading takes a while: not for an attempt already taken over (whose
+        # work folder the new attempt may have removed). One taken over during
+        # the upload is caught by the transaction below, which deletes the objects.
+        if not CompileJob.objects.held_by(job).exists():
+            raise JobStopped()
         keys = artifacts.artifact_upload(folder=workdir, prefix=relative, names=names)
     try:
         with transaction.atomic():
