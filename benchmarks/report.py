@@ -40,6 +40,7 @@ def benchmarks(quick: bool, hub_database_url: str) -> dict:
             "hub": (["--programs", "2000", "--requests", "30", "--seconds", "2"], hub_env),
             "semantic_search": (["--repeats", "1"], {}),
             "load": (["--quick"], {}),
+            "downloads_storage": (["--requests", "5", "--sizes-mb", "1,16"], {}),
         }
     return {
         "quality": ([], {}),
@@ -47,6 +48,7 @@ def benchmarks(quick: bool, hub_database_url: str) -> dict:
         "hub": ([], hub_env),
         "semantic_search": ([], {}),
         "load": ([], {}),
+        "downloads_storage": ([], {}),
     }
 
 

@@ -16,12 +16,13 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from programs import artifacts
 from programs.models import Program
 from programs.semantic import program_embed
 
 from . import registry, services
 from .models import STAGE_END, STAGE_START, CompileJob
-from .pipeline import run_pipeline
+from .pipeline import ADAPTER_FILE, BUNDLE_FILE, run_pipeline
 from .spec import SpecError
 
 log = logging.getLogger(__name__)
@@ -103,17 +104,31 @@ def make_reporter(job):
 
 
 def publish(job, program, result, workdir):
-    """Move the finished artifacts into place and point the program at them, if
+    """Put the finished artifacts in storage and point the program at them, if
     the attempt that claimed `job` still runs it.
 
-    Each attempt publishes to a folder of its own, renamed into place (atomic)
-    inside the transaction that marks the job ready and only once the job's
-    row, locked by that update, says this attempt owns it. So a download never
-    sees a half-written file, and an attempt that was taken over never touches
-    the folder another attempt's ready program points at."""
-    relative = Path("programs") / f"{program.id}-{job.id.hex[:8]}-{job.attempts}"
-    final = Path(settings.MEDIA_ROOT) / relative
-    final.parent.mkdir(parents=True, exist_ok=True)
+    Each attempt publishes under a folder (key prefix) of its own. On local
+    storage the work folder is renamed into place (atomic) inside the
+    transaction that marks the job ready and only once the job's row, locked by
+    that update, says this attempt owns it. On remote storage (programs/artifacts.py)
+    the files are uploaded first, each object appearing whole, and that same
+    transaction is what points the program at them. So a download never sees a
+    half-written file, and an attempt that was taken over never touches the
+    files another attempt's ready program points at."""
+    relative = f"programs/{program.id}-{job.id.hex[:8]}-{job.attempts}"
+    names = (ADAPTER_FILE, BUNDLE_FILE)
+    local = artifacts.is_local()
+    if local:
+        keys = {name: f"{relative}/{name}" for name in names}
+        final = artifacts.local_folder(relative)
+        final.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        # Uploading takes a while: not for an attempt already taken over (whose
+        # work folder the new attempt may have removed). One taken over during
+        # the upload is caught by the transaction below, which deletes the objects.
+        if not CompileJob.objects.held_by(job).exists():
+            raise JobStopped()
+        keys = artifacts.artifact_upload(folder=workdir, prefix=relative, names=names)
     try:
         with transaction.atomic():
             updated = CompileJob.objects.held_by(job).update(
@@ -125,7 +140,8 @@ def publish(job, program, result, workdir):
             )
             if not updated:
                 raise JobStopped()
-            os.replace(workdir, final)
+            if local:
+                os.replace(workdir, final)
             Program.objects.filter(pk=program.pk).update(
                 status=Program.Status.READY,
                 pseudo_program=result.pseudo_program,
@@ -134,17 +150,20 @@ def publish(job, program, result, workdir):
                 selfcheck_accuracy=result.selfcheck_accuracy,
                 heldout_accuracy=result.heldout_accuracy,
                 heldout_count=result.heldout_count,
-                adapter_path=str(relative / "adapter.gguf"),
+                adapter_path=keys[ADAPTER_FILE],
                 adapter_size=result.adapter_size,
                 adapter_sha256=result.adapter_sha256,
-                bundle_path=str(relative / "program.paw"),
+                bundle_path=keys[BUNDLE_FILE],
                 bundle_size=result.bundle_size,
                 bundle_sha256=result.bundle_sha256,
                 ready_at=timezone.now(),
             )
     except BaseException:
-        # Not committed: nothing points at this attempt's folder.
-        shutil.rmtree(final, ignore_errors=True)
+        # Not committed: nothing points at this attempt's files.
+        if local:
+            shutil.rmtree(final, ignore_errors=True)
+        else:
+            artifacts.artifact_delete(keys.values())
         raise
     program_embed(program_id=program.pk)  # for search by meaning, once per program
 

@@ -218,6 +218,34 @@ MEDIA_URL = "media/"
 # with X-Accel-Redirect: <prefix><path under MEDIA_ROOT>; nginx then sends the
 # file and answers Range itself from an `internal` location aliased to MEDIA_ROOT.
 DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = env("DOWNLOADS_X_ACCEL_REDIRECT_PREFIX", default="")
+# Compiled adapters and bundles go through STORAGES["default"] (programs/artifacts.py):
+# MEDIA_ROOT on this host's disk unless a bucket is named. With one, they live in an
+# S3-compatible store (django-storages), which every host of the site reaches: the
+# compile worker that made them uploads them, runtime workers cache a copy keyed by
+# sha256 in ARTIFACT_CACHE_DIR, the site streams them (or redirects, below).
+AWS_STORAGE_BUCKET_NAME = env("AWS_STORAGE_BUCKET_NAME", default="")
+if AWS_STORAGE_BUCKET_NAME:
+    STORAGES["default"] = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": AWS_STORAGE_BUCKET_NAME,
+            # None: boto3's own chain (its AWS_* variables, an instance role...).
+            "endpoint_url": env("AWS_S3_ENDPOINT_URL", default=None),
+            "access_key": env("AWS_ACCESS_KEY_ID", default=None),
+            "secret_key": env("AWS_SECRET_ACCESS_KEY", default=None),
+            "region_name": env("AWS_S3_REGION_NAME", default=None),
+            "location": env("AWS_LOCATION", default=""),
+            # Path-style works with every S3-compatible server (SeaweedFS, MinIO...).
+            "addressing_style": env("AWS_S3_ADDRESSING_STYLE", default="path"),
+            "signature_version": "s3v4",
+            "default_acl": None,
+            "querystring_expire": env.int("DOWNLOADS_SIGNED_URL_SECONDS", default=300),
+        },
+    }
+ARTIFACT_CACHE_DIR = Path(env("ARTIFACT_CACHE_DIR", default=str(VAR_DIR / "artifact-cache")))
+# Remote storage only: answer a download with a redirect to a signed URL of the
+# store instead of streaming it through the site (see benchmarks/EXPERIMENTS.md).
+DOWNLOADS_REDIRECT_TO_STORAGE = env.bool("DOWNLOADS_REDIRECT_TO_STORAGE", default=False)
 # Seconds the gallery keeps a rendered page of results (shared by everyone);
 # saving or moderating a program makes them stale at once. 0 turns it off.
 HUB_CACHE_SECONDS = env.int("HUB_CACHE_SECONDS", default=30)

@@ -1,14 +1,27 @@
 """Serving a program's files: ETag = sha256, conditional requests, byte ranges,
-and optionally handing the file to the front server (X-Accel-Redirect)."""
+and optionally handing the file to the front server (X-Accel-Redirect).
+
+Files in remote storage (an S3 bucket) are streamed through the site, asking
+the store for just the requested bytes, so the contract stays the same; with
+DOWNLOADS_REDIRECT_TO_STORAGE the site instead answers a whole-file or range
+GET with a redirect to a short-lived signed URL (benchmarks/downloads_storage.py
+measures both)."""
 
 import logging
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 from django.conf import settings
-from django.http import FileResponse, HttpResponse, HttpResponseNotModified
+from django.http import (
+    FileResponse,
+    HttpResponse,
+    HttpResponseNotModified,
+    HttpResponseRedirect,
+    StreamingHttpResponse,
+)
 from django.utils.http import content_disposition_header
+
+from . import artifacts
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +80,9 @@ def requested_range(request, etag, size):
 
 
 def artifact_file(artifact):
-    """The artifact's path on disk, or None when it is missing (or escapes MEDIA_ROOT)."""
-    if not artifact.path:
-        return None
-    root = Path(settings.MEDIA_ROOT).resolve()
-    path = (root / artifact.path).resolve()
-    if not path.is_relative_to(root) or not path.is_file():
-        log.error("artifact %s is missing on disk: %s", artifact.kind, path)
-        return None
-    return path
+    """Where the artifact is: a Path on local storage, a StoredFile in remote storage
+    (programs/artifacts.py); None when it is missing (or escapes the storage)."""
+    return artifacts.stored_file(artifact.path)
 
 
 def serve(request, artifact, path, *, public):
@@ -94,7 +101,8 @@ def serve(request, artifact, path, *, public):
         response = HttpResponseNotModified()
         set_headers(response, headers)
         return response, False
-    size = path.stat().st_size
+    remote = isinstance(path, artifacts.StoredFile)
+    size = path.size if remote else path.stat().st_size
     byte_range = requested_range(request, etag, size)
     if byte_range == "unsatisfiable":
         response = HttpResponse(status=416)
@@ -102,6 +110,9 @@ def serve(request, artifact, path, *, public):
         return response, False
     counts = request.method == "GET" and (byte_range is None or byte_range[0] == 0)
     disposition = content_disposition_header(as_attachment=True, filename=artifact.filename)
+
+    if remote:
+        return serve_remote(request, artifact, path, byte_range, headers, disposition), counts
 
     if settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
         # The front server sends the file (and answers the range itself).
@@ -133,3 +144,40 @@ def serve(request, artifact, path, *, public):
         response["Content-Range"] = f"bytes {start}-{end}/{size}"
     set_headers(response, headers)
     return response, counts
+
+
+def serve_remote(request, artifact, stored, byte_range, headers, disposition):
+    """A file in remote storage: a redirect to a signed URL, or the bytes streamed."""
+    if settings.DOWNLOADS_REDIRECT_TO_STORAGE and request.method == "GET":
+        response = HttpResponseRedirect(
+            stored.signed_url(filename_header=disposition, content_type=artifact.content_type)
+        )
+        # The signed URL is a short-lived credential: no cache may keep it.
+        set_headers(response, headers | {"Cache-Control": "private, no-store"})
+        return response
+    size = stored.size
+    start, end = byte_range if byte_range else (0, size - 1)
+    length = end - start + 1
+    if request.method == "HEAD" or length <= 0:
+        response = HttpResponse(content_type=artifact.content_type, status=200)
+    else:
+        response = StreamingHttpResponse(
+            closing_stream(*stored.open_range(start, end)),
+            status=206 if byte_range else 200,
+            content_type=artifact.content_type,
+        )
+    response["Content-Length"] = str(length)
+    if byte_range:
+        response.status_code = 206
+        response["Content-Range"] = f"bytes {start}-{end}/{size}"
+    set_headers(response, headers | {"Content-Disposition": disposition})
+    return response
+
+
+def closing_stream(chunks, close):
+    """`chunks`, then `close()` (the server closes the response's iterator when
+    it is done with it, a client gone mid-way included)."""
+    try:
+        yield from chunks
+    finally:
+        close()

@@ -14,7 +14,6 @@ It returns a plain dict, the result or ``{"error": code, "message": ...}``.
 import dataclasses
 import logging
 import threading
-from pathlib import Path
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -26,6 +25,7 @@ from django.utils import timezone
 from pawhub.adapter import AdapterError
 from pawhub.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
 from pawhub.prompt import PromptError
+from programs.artifacts import artifact_local_path
 from programs.models import Case, Program
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,8 @@ def run(program, input_text, *, max_tokens, temperature=0.0):
         return shared_interpreter().run(
             program.prompt_template,
             input_text,
-            adapter=Path(settings.MEDIA_ROOT) / program.adapter_path,
+            # A real file for llama.cpp: from remote storage, a copy cached by sha256.
+            adapter=artifact_local_path(program.adapter_path, sha256=program.adapter_sha256),
             max_tokens=max_tokens,
             temperature=temperature,
             timeout_s=settings.RUNTIME_CALL_TIMEOUT_SECONDS,

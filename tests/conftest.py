@@ -9,6 +9,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
@@ -217,3 +218,23 @@ def celery_worker(django_db_setup, django_db_blocker, tmp_path_factory):
         yield worker
     finally:
         worker.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """A real S3 server (SeaweedFS `weed mini`, tests/s3.py) for the whole session."""
+    from tests.s3 import seaweed_s3
+
+    folder = tmp_path_factory.mktemp("s3")
+    with seaweed_s3(folder, folder / "weed.log") as server:
+        yield server
+
+
+@pytest.fixture
+def s3_storage(settings, s3_server, tmp_path):
+    """Artifacts in the real S3 server for this test, under a fresh key prefix;
+    returns the environment a child process of the site needs for the same."""
+    location = f"t-{uuid.uuid4().hex[:12]}"
+    settings.STORAGES = {**settings.STORAGES, "default": s3_server.storage_settings(location)}
+    settings.ARTIFACT_CACHE_DIR = tmp_path / "artifact-cache"
+    return s3_server.storage_env(location)

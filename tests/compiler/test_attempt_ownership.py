@@ -24,17 +24,21 @@ from django.utils import timezone
 from compiler import services, tasks
 from compiler.models import STAGES, CompileJob, CompileJobQuerySet
 from compiler.pipeline import CompileResult, sha256_file
+from programs.artifacts import artifact_storage
 from programs.models import Program
 from tests.compiler.test_compile_e2e import URGENCY
 
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def running(settings, tmp_path, monkeypatch):
+@pytest.fixture(params=["local", "s3"])
+def running(request, settings, tmp_path, monkeypatch):
     """The attempts whose process is running now, innermost last: this process
-    plays the worker process of each one in turn."""
+    plays the worker process of each one in turn. Files published to MEDIA_ROOT
+    (local), or uploaded to a real S3 server (s3)."""
     settings.MEDIA_ROOT = tmp_path / "media"
+    if request.param == "s3":
+        request.getfixturevalue("s3_storage")
     stack = []
     monkeypatch.setattr(tasks, "this_worker", lambda: stack[-1].worker)
     monkeypatch.setattr(tasks, "run_pipeline", lambda **kwargs: stack[-1].pipeline(**kwargs))
@@ -231,9 +235,8 @@ def test_a_superseded_attempt_that_finishes_last_leaves_the_published_files_alon
     # Nothing of the first attempt is left: one published folder, no work folder.
     media = Path(settings.MEDIA_ROOT)
     program = Program.objects.get(pk=job.program_id)
-    assert [p.relative_to(media) for p in (media / "programs").iterdir()] == [
-        Path(program.adapter_path).parent
-    ]
+    folders, files = artifact_storage().listdir("programs")
+    assert (folders, files) == ([Path(program.adapter_path).parent.name], [])
     assert list((media / "tmp").iterdir()) == []
 
 
@@ -257,3 +260,35 @@ def test_the_sweeper_leaves_alone_a_job_published_after_it_looked(
     assert (job.status, job.worker, job.attempts) == ("ready", first.worker, 1)
     client.force_login(user)
     assert_published_by(first, job.program, client)
+
+
+def test_an_attempt_taken_over_during_its_upload_deletes_what_it_uploaded(
+    running, job, client, user, monkeypatch
+):
+    """Remote storage: the objects are uploaded before the transaction that
+    publishes them; when that transaction finds the job is no longer this
+    attempt's, the objects go and the program points at nothing of it."""
+    from programs import artifacts
+
+    if artifacts.is_local():
+        pytest.skip("local storage renames the folder inside the transaction")
+    upload = artifacts.artifact_upload
+    uploaded = {}
+
+    def upload_then_taken_over(**kwargs):
+        uploaded.update(upload(**kwargs))
+        heartbeat_goes_stale_and_the_sweeper_runs(job)
+        return uploaded
+
+    monkeypatch.setattr(artifacts, "artifact_upload", upload_then_taken_over)
+    first = Attempt(running, "first")
+    assert first.run(job) == "stopped"
+    storage = artifact_storage()
+    assert len(uploaded) == 2
+    assert not any(storage.exists(key) for key in uploaded.values())
+    # (SeaweedFS may keep the emptied "folder" as a prefix: no objects are left in it.)
+    folder = str(Path(next(iter(uploaded.values()))).parent)
+    assert storage.listdir(folder)[1] == []
+    job.refresh_from_db()
+    assert job.status == "queued"
+    assert Program.objects.get(pk=job.program_id).adapter_path == ""

@@ -4,9 +4,11 @@ X-Accel-Redirect, and "not ready yet" while compiling."""
 import hashlib
 
 import pytest
+from django.core.files.base import ContentFile
 from django.urls import reverse
 
 from programs import services
+from programs.artifacts import artifact_storage, is_local
 from programs.models import Program
 from tests.factories import ProgramFactory
 
@@ -16,22 +18,25 @@ ADAPTER = bytes(range(256)) * 40  # 10240 bytes
 BUNDLE = b"PK\x03\x04" + b"bundle" * 100
 
 
-@pytest.fixture
-def media(settings, tmp_path):
+@pytest.fixture(params=["local", "s3"])
+def media(request, settings, tmp_path):
+    """Where the files are: MEDIA_ROOT (local), or a real S3 server (s3)."""
     settings.MEDIA_ROOT = tmp_path
     settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = ""
+    settings.DOWNLOADS_REDIRECT_TO_STORAGE = False
+    if request.param == "s3":
+        request.getfixturevalue("s3_storage")
     return tmp_path
 
 
 def with_files(program, media):
-    folder = media / "programs" / program.id
-    folder.mkdir(parents=True)
+    storage = artifact_storage()
     for kind, data, name in (
         ("adapter", ADAPTER, "adapter.gguf"),
         ("bundle", BUNDLE, "program.paw"),
     ):
-        (folder / name).write_bytes(data)
-        setattr(program, f"{kind}_path", f"programs/{program.id}/{name}")
+        key = storage.save(f"programs/{program.id}/{name}", ContentFile(data))
+        setattr(program, f"{kind}_path", key)
         setattr(program, f"{kind}_size", len(data))
         setattr(program, f"{kind}_sha256", hashlib.sha256(data).hexdigest())
     program.save()
@@ -162,7 +167,7 @@ def test_failed_program_says_there_is_nothing(client, media):
 
 def test_unknown_kind_or_missing_file_is_404(client, ready, media):
     assert client.get(url(ready, "weights")).status_code == 404
-    (media / ready.adapter_path).unlink()
+    artifact_storage().delete(ready.adapter_path)
     assert client.get(url(ready)).status_code == 404
 
 
@@ -172,6 +177,8 @@ def test_paths_outside_media_root_are_never_served(client, ready):
 
 
 def test_x_accel_redirect_hands_the_file_to_the_front_server(client, ready, settings):
+    if not is_local():
+        pytest.skip("X-Accel-Redirect maps to MEDIA_ROOT: local storage only")
     settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX = "/protected-media/"
     response = client.get(url(ready))
     assert response.status_code == 200 and response.content == b""
@@ -180,3 +187,30 @@ def test_x_accel_redirect_hands_the_file_to_the_front_server(client, ready, sett
     assert response["Content-Disposition"].startswith("attachment;")
     client.get(url(ready), headers={"Range": "bytes=10-20"})
     assert downloads(ready) == 1
+
+
+def test_remote_storage_can_redirect_to_a_signed_url(client, ready, settings):
+    """DOWNLOADS_REDIRECT_TO_STORAGE: the site checks access, answers 304 itself
+    and counts; the store sends the bytes (and the ranges) from a signed URL."""
+    from tests.s3 import urlopen_no_proxy
+
+    if is_local():
+        pytest.skip("a signed URL needs remote storage")
+    settings.DOWNLOADS_REDIRECT_TO_STORAGE = True
+    response = client.get(url(ready))
+    assert response.status_code == 302
+    assert response["ETag"] == f'"{ready.adapter_sha256}"'
+    assert response["Cache-Control"] == "private, no-store"
+    signed = response["Location"]
+    assert "Signature=" in signed
+    with urlopen_no_proxy(signed) as answer:
+        assert answer.status == 200 and answer.read() == ADAPTER
+        assert answer.headers["Content-Disposition"] == (
+            f'attachment; filename="urgency-{ready.id[:8]}.gguf"'
+        )
+    with urlopen_no_proxy(signed, {"Range": "bytes=100-199"}) as answer:
+        assert answer.status == 206 and answer.read() == ADAPTER[100:200]
+    assert client.get(url(ready), headers={"If-None-Match": response["ETag"]}).status_code == 304
+    assert downloads(ready) == 1
+    # Without the signature the store refuses: the bucket is not public.
+    assert urlopen_no_proxy(signed.split("?")[0]).status == 403

@@ -1,21 +1,26 @@
 """Downloads over real HTTP from gunicorn (production settings, behind the proxy):
 the bytes served hash to the sha256 the program page and the API show, ETag
 gives 304, Range gives 206 pieces that reassemble the file, a private program
-is a 404 to everyone but its owner, and the counter counts each download once."""
+is a 404 to everyone but its owner, and the counter counts each download once.
+Every test runs twice: files in MEDIA_ROOT, and files in a real S3 server
+(SeaweedFS) that the site reaches over the network."""
 
 import hashlib
 import json
 import re
 import shutil
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
 
 from pawhub.bundle import read_bundle
+from programs.artifacts import artifact_storage, is_local
 from programs.models import Program
 from tests.factories import ProgramFactory, UserFactory
-from tests.reliability.production import Proxy, sign_in
+from tests.reliability.production import Proxy, production_site, sign_in
 from tests.runtime.conftest import make_bundle, random_adapter
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -29,6 +34,30 @@ SHOWN_COUNT = re.compile(r"<dt>Downloads</dt><dd>([\d,]+)</dd>")
 @pytest.fixture(autouse=True)
 def fast_password_hashing():
     """Real hashers: the site (its own process) checks the passwords made here."""
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def storage(request):
+    """(S3 server, key prefix) when the files are in S3, else None."""
+    if request.param == "local":
+        return None
+    return request.getfixturevalue("s3_server"), f"rel-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def site(django_db_setup, tmp_path_factory, storage):
+    """The production site, its files where `storage` says."""
+    env = storage[0].storage_env(storage[1]) if storage else {}
+    with production_site(tmp_path_factory.mktemp("site") / "gunicorn.log", **env) as url:
+        yield url
+
+
+@pytest.fixture(autouse=True)
+def same_storage_here(storage, settings):
+    """This process writes the files where the site reads them."""
+    if storage:
+        server, location = storage
+        settings.STORAGES = {**settings.STORAGES, "default": server.storage_settings(location)}
 
 
 @pytest.fixture(scope="module")
@@ -47,16 +76,15 @@ def files(tmp_path_factory):
 
 def program_with_files(files, **fields):
     program = ProgramFactory(**fields)
-    folder = settings.MEDIA_ROOT / "programs" / program.id
-    # Fresh: an earlier test may have left a symlink (test_malformed_files) at this id.
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
+    if is_local():
+        # Fresh: an earlier test may have left a symlink (test_malformed_files) at this id.
+        shutil.rmtree(settings.MEDIA_ROOT / "programs" / program.id, ignore_errors=True)
     values = {}
     for kind, data in files.items():
         name = "adapter.gguf" if kind == "adapter" else "program.paw"
-        (folder / name).write_bytes(data)
+        key = artifact_storage().save(f"programs/{program.id}/{name}", ContentFile(data))
         values |= {
-            f"{kind}_path": f"programs/{program.id}/{name}",
+            f"{kind}_path": key,
             f"{kind}_size": len(data),
             f"{kind}_sha256": hashlib.sha256(data).hexdigest(),
         }

@@ -1,11 +1,11 @@
 import json
 from pathlib import Path
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from pawhub.calls import RunLimitError, RunTimeout
 from pawhub.interpreter import shared_interpreter
+from programs.artifacts import artifact_local_path
 from programs.models import Program
 
 
@@ -25,7 +25,7 @@ class Command(BaseCommand):
             raise CommandError(f"no program {opts['program_id']!r}")
         if not program.is_ready:
             raise CommandError(f"program {program.id} is {program.status}, not ready")
-        adapter = Path(settings.MEDIA_ROOT) / program.adapter_path
+        adapter = artifact_local_path(program.adapter_path, sha256=program.adapter_sha256)
         template = program.prompt_template
         for text in self.inputs(opts):
             try:
