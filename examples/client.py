@@ -86,7 +86,7 @@ class Client:
         raise ApiError(429, {"message": "still rate limited after retries"})
 
     def compile(self, spec, **fields):
-        return self.request("POST", "/compile", {"spec": spec, **fields})[1]
+        return self.request("POST", "/compile/async", {"spec": spec, **fields})[1]
 
     def wait(self, job_id, timeout, poll_seconds=2.0):
         deadline = time.monotonic() + timeout

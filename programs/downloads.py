@@ -78,10 +78,11 @@ def artifact_file(artifact):
     return path
 
 
-def serve(request, artifact, path, *, public):
+def serve(request, artifact, path, *, public, accel=True):
     """The response for `artifact` at `path`, and whether it counts as a
     download: a GET of the whole file or of a range starting at byte 0, so a
-    client fetching chunks counts once."""
+    client fetching chunks counts once. `accel=False` for a file outside
+    MEDIA_ROOT, which the front server's X-Accel-Redirect location cannot reach."""
     etag = f'"{artifact.sha256}"'
     headers = {
         "ETag": etag,
@@ -103,7 +104,7 @@ def serve(request, artifact, path, *, public):
     counts = request.method == "GET" and (byte_range is None or byte_range[0] == 0)
     disposition = content_disposition_header(as_attachment=True, filename=artifact.filename)
 
-    if settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
+    if accel and settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
         # The front server sends the file (and answers the range itself).
         response = HttpResponse(content_type=artifact.content_type)
         set_headers(response, headers | {"Content-Disposition": disposition})

@@ -8,18 +8,26 @@ here once. They take keyword arguments only and raise:
 Finding the program is the caller's job, through Program.objects.visible_to(user).
 """
 
+import hashlib
+import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Sum
 from django.utils import timezone
 
+from pawhub import manifest
+from pawhub.bundle import RUNTIME_VERSION, BundleError, read_bundle, upgrade_meta, write_bundle
 from runtime.services import case_check_on_commit
 
+from . import downloads
 from .gallery import gallery_changed
 from .models import Alias, Case, ModerationAction, Program, Report, Vote, validate_slug
 
+log = logging.getLogger(__name__)
 ALIAS_RETRIES = 3
 
 
@@ -253,3 +261,45 @@ def program_publish(*, program, actor, slug, reason="") -> Alias:
 
 def program_count_download(*, program) -> None:
     Program.objects.filter(pk=program.pk).update(download_count=F("download_count") + 1)
+
+
+def program_bundle_current(*, program) -> Program:
+    """Make `program`'s stored bundle the current format (version 4: meta.json
+    names the runtime, as the PAW SDK needs), rewriting an older one in place
+    with its sha256 and size (so ETags name the bytes served). A bundle that is
+    current, or that cannot be read, is left as it is. Idempotent: the rewrite is
+    a function of the old bundle (fixed timestamps), so racing downloads write
+    the same bytes. Returns the program as saved."""
+    artifact = program.artifact("bundle")
+    path = downloads.artifact_file(artifact)
+    if path is None:
+        return program
+    try:
+        bundle = read_bundle(path)
+    except BundleError:
+        log.warning("stored bundle of %s is unreadable", program.pk, exc_info=True)
+        return program
+    if bundle.meta.version >= RUNTIME_VERSION:
+        return program
+    meta = upgrade_meta(
+        bundle.meta,
+        interpreter=manifest.INTERPRETER,
+        runtime_id=manifest.RUNTIME_ID,
+        manifest_version=manifest.MANIFEST_VERSION,
+    )
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
+        adapter = Path(scratch) / "adapter.gguf"
+        adapter.write_bytes(bundle.adapter)
+        write_bundle(
+            path,
+            meta=meta,
+            adapter_path=adapter,
+            prompt_template=bundle.prompt_template,
+            pseudo_program=bundle.pseudo_program,
+        )
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    size = path.stat().st_size
+    Program.objects.filter(pk=program.pk).update(bundle_sha256=digest, bundle_size=size)
+    program.bundle_sha256, program.bundle_size = digest, size
+    log.info("upgraded the bundle of %s from version %s", program.pk, bundle.meta.version)
+    return program
