@@ -319,3 +319,21 @@ def test_an_upgraded_bundle_is_not_rewritten_again(anon, settings, tmp_path):
     upgraded = path.read_bytes()
     anon.get(f"{API}/programs/{program.id}/download")
     assert path.read_bytes() == upgraded
+
+
+def test_the_openapi_document_describes_what_the_sdk_gets(anon):
+    doc = anon.get(f"{API}/openapi.json").json()
+    paths = doc["paths"]
+    assert "200" in paths[f"{API}/compile"]["post"]["responses"]
+    assert "202" in paths[f"{API}/compile/async"]["post"]["responses"]
+    assert "200" in paths[f"{API}/compile/precheck"]["post"]["responses"]
+    assert "409" in paths[f"{API}/compile/{{job_id}}"]["delete"]["responses"]
+    assert "200" in paths[f"{API}/models/runtimes/{{runtime_id}}"]["get"]["responses"]
+    assert {"200", "206", "304"} <= set(paths[f"{API}/models/files/{{sha256}}"]["get"]["responses"])
+    schemas = doc["components"]["schemas"]
+    assert {"completed_at", "cached", "queue_length", "estimated_wait_s"} <= set(
+        schemas["JobOut"]["properties"]
+    )
+    assert {"program_id", "interpreter", "aliases"} <= set(schemas["ProgramOut"]["properties"])
+    assert "main_version" in schemas["VersionsOut"]["properties"]
+    assert "detail" in schemas["ErrorOut"]["properties"]
