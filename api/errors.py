@@ -64,6 +64,10 @@ def error_response(request, status, message=None, *, error=None, details=None, h
         "details": details,
         "request_id": getattr(request, "request_id", ""),
     }
+    if status == 404:
+        # The PAW SDK retries a 404 download for a minute unless `detail` says "not found".
+        message = body["message"]
+        body["detail"] = message if "not found" in message.lower() else f"Not found: {message}"
     response = JsonResponse(body, status=status)
     for name, value in (headers or {}).items():
         response[name] = value

@@ -61,6 +61,11 @@ class ErrorOut(Schema):
     message: str = Field(description="What went wrong, in a sentence for people.")
     details: dict[str, Any] | None = Field(description="Machine-readable specifics, or null.")
     request_id: str = Field(description="Also in the X-Request-ID header; quote it in reports.")
+    detail: str | None = Field(
+        None,
+        description="404s only: the message again, always saying “not found”, where the "
+        "PAW SDK looks for it to stop retrying a download.",
+    )
 
 
 def errors(*statuses):
@@ -107,9 +112,60 @@ class CompileOut(Schema):
     slug: str | None = Field(description="The program's name (user/slug), when it has one.")
     pseudo_program: str
     compiler_snapshot: str
+    compiler_kind: str = Field(description="How the compiler makes programs: `finetune`.")
     version: int | None = Field(description="The version of `slug` this program is.")
+    version_action: Literal["created", "no_change"] | None = Field(
+        description="With `slug`: a new version of the name, or it already named this program."
+    )
     cache_hit: bool = Field(description="The same spec was compiled before: no new work.")
+    cached: bool = Field(description="The same as `cache_hit` (the PAW SDK's name).")
     joined: bool = Field(description="An identical compile was already running: this is it.")
+    runtime_id: str = Field(description="GET /models/runtimes/{runtime_id} to run it locally.")
+    runtime_manifest_version: int
+    queue_position: int | None = Field(
+        description="Queued jobs ahead of this one, plus one; null unless queued."
+    )
+    estimated_wait_s: float | None = Field(
+        description="Until this compile is done, from recent compiles' durations; null when "
+        "unknown or done."
+    )
+
+
+class CompileResultOut(Schema):
+    program_id: str
+    job_id: UUID | None = Field(description="The compile job; null for a cache hit.")
+    status: Literal["queued", "compiling", "ready", "failed", "cancelled"] = Field(
+        description="`ready` or `failed` (`error` says why), or `cancelled`; `queued` or "
+        "`compiling` only when the wait ran out (then poll GET /compile/{job_id})."
+    )
+    slug: str | None
+    version: int | None
+    version_action: Literal["created", "no_change"] | None
+    compiler_snapshot: str
+    compiler_kind: str
+    pseudo_program: str
+    pseudo_program_strategy: str | None = Field(description="Always null on this hub.")
+    runtime_id: str
+    runtime_manifest_version: int
+    cached: bool
+    timings: dict[str, float] = Field(
+        description="`total_ms`: the request's wall time; per stage `<stage>_ms` when compiled."
+    )
+    error: str | None
+
+
+class PrecheckIn(Input):
+    spec: str = Field(min_length=1, max_length=SPEC_MAX_CHARS)
+    compiler: str | None = None
+
+
+class PrecheckOut(Schema):
+    cached: bool = Field(description="A ready program already answers this spec: no compile.")
+    program_id: str | None = Field(description="That program when cached, else null.")
+    compiler_snapshot: str
+    compiler_kind: str
+    queue_length: int = Field(description="Compile jobs waiting for a worker now.")
+    estimated_wait_s: float | None
 
 
 class JobOut(Schema):
@@ -118,10 +174,20 @@ class JobOut(Schema):
     status: Literal["queued", "compiling", "ready", "failed", "cancelled"]
     stage: str
     percent: int
-    error: str
+    error: str | None = Field(description="Why it failed or was cancelled; null otherwise.")
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    completed_at: datetime | None = Field(description="The same as `finished_at`.")
+    compiler_snapshot: str
+    compiler_kind: str
+    runtime_id: str
+    runtime_manifest_version: int
+    cached: bool = Field(description="Always false: a job is a compile that ran.")
+    queue_length: int = Field(description="Compile jobs waiting for a worker now.")
+    estimated_wait_s: float | None = Field(
+        description="Until this job is done, from recent compiles; null when done or unknown."
+    )
 
 
 class CompilerOut(Schema):
@@ -129,6 +195,34 @@ class CompilerOut(Schema):
     description: str
     default: bool
     latest_snapshot: str
+
+
+class CompilerListOut(Schema):
+    compilers: list[CompilerOut]
+
+
+class BaseModelOut(Schema):
+    file: str
+    url: str = Field(description="Content-addressed: ETag is the sha256; Range and 304.")
+    size_bytes: int
+    sha256: str
+
+
+class LocalSdkOut(Schema):
+    supported: bool
+    n_ctx: int
+    base_model: BaseModelOut
+
+
+class RuntimeOut(Schema):
+    runtime_id: str
+    manifest_version: int
+    display_name: str
+    interpreter: str = Field(description="The base model; bundles' meta.json names it too.")
+    adapter_format: Literal["gguf_lora"]
+    prompt_template: dict[str, str]
+    program_assets: dict[str, str]
+    local_sdk: LocalSdkOut
 
 
 class KeyOut(Schema):
@@ -189,6 +283,11 @@ class OutputOut(Schema):
 
 
 class ProgramOut(ProgramSummaryOut):
+    program_id: str = Field(description="The same as `id` (the PAW SDK reads it on resolve).")
+    aliases: list[str] = Field(description="Every name pointing at it (`user/slug@vN`).")
+    interpreter: str
+    runtime_id: str
+    runtime_manifest_version: int
     spec: str
     pseudo_program: str
     prompt_template: str = Field(
@@ -220,6 +319,11 @@ class ProgramListOut(Schema):
 
 
 class ProgramPatchIn(Input):
+    slug: str | None = Field(
+        None,
+        description="Give it the name `you/slug` (a new version when the name exists; the "
+        "old names keep resolving). A name cannot be removed.",
+    )
     name: ProgramName | None = None
     tags: list[TagName] | None = Field(None, max_length=MAX_TAGS)
     public: bool | None = None
@@ -229,10 +333,12 @@ class VersionOut(Schema):
     version: int
     program_id: str
     created_at: datetime
+    is_main: bool = Field(description="The version the bare name resolves to (the newest).")
 
 
 class VersionsOut(Schema):
     slug: str
+    main_version: int
     versions: list[VersionOut]
 
 

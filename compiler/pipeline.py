@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from pawhub import manifest
 from pawhub.adapter import inspect_lora_gguf
 from pawhub.bundle import BundleMeta, version_for, write_bundle
 from pawhub.constraint import CHOICE, OutputConstraint, infer
@@ -159,6 +160,9 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         output=constraint.to_dict(),
         version=version_for(constraint),
+        interpreter=manifest.INTERPRETER,
+        runtime_id=manifest.RUNTIME_ID,
+        runtime_manifest_version=manifest.MANIFEST_VERSION,
     )
     write_bundle(
         bundle, meta=meta, adapter_path=adapter, prompt_template=template, pseudo_program=pseudo

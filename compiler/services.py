@@ -239,3 +239,68 @@ def job_progress(attempt, *, stage, percent):
             stage=stage, percent=percent, heartbeat_at=timezone.now()
         )
     )
+
+
+# How many finished compiles the wait estimate averages over.
+ESTIMATE_SAMPLE = 20
+
+
+def compile_queue_length() -> int:
+    """Compile jobs waiting for a worker."""
+    return CompileJob.objects.filter(status=CompileJob.Status.QUEUED).count()
+
+
+def compile_mean_seconds() -> float | None:
+    """The mean duration of the last ESTIMATE_SAMPLE successful compiles; None without any."""
+    recent = (
+        CompileJob.objects.filter(
+            status=CompileJob.Status.READY, started_at__isnull=False, finished_at__isnull=False
+        )
+        .order_by("-finished_at")
+        .values_list("started_at", "finished_at")[:ESTIMATE_SAMPLE]
+    )
+    durations = [(end - start).total_seconds() for start, end in recent]
+    return sum(durations) / len(durations) if durations else None
+
+
+def compile_queue_position(*, job) -> int | None:
+    """Queued jobs created before `job`, plus one; None when it is not queued."""
+    if job.status != CompileJob.Status.QUEUED:
+        return None
+    ahead = CompileJob.objects.filter(
+        status=CompileJob.Status.QUEUED, created_at__lt=job.created_at
+    ).count()
+    return ahead + 1
+
+
+def compile_estimate(*, job=None) -> float | None:
+    """Seconds until `job` is done (or, without one, until a new compile would
+    be): the jobs ahead of it and itself, one after another, at the recent mean
+    duration. A rough figure: workers run jobs side by side. None when unknown
+    or when the job is finished."""
+    mean = compile_mean_seconds()
+    if mean is None or (job is not None and job.status in CompileJob.FINISHED):
+        return None
+    if job is None:
+        return round(mean * (compile_queue_length() + 1), 1)
+    if job.status == CompileJob.Status.COMPILING:
+        left = mean * (100 - job.percent) / 100
+        return round(max(left, 0.0), 1)
+    return round(mean * (compile_queue_position(job=job) or 1), 1)
+
+
+def compile_precheck(*, spec, user, compiler=None):
+    """(snapshot, the ready public program that already answers `spec` or None):
+    what a public compile of it would be. Raises SpecError or
+    registry.UnknownCompiler as compile_submit does."""
+    validate_spec(spec)
+    snapshot = registry.resolve(compiler)
+    program_id = program_id_for(
+        normalized_spec=normalize_spec(spec),
+        fingerprint=snapshot.fingerprint,
+        private_owner_id=None,
+    )
+    program = (
+        Program.objects.visible_to(user).filter(pk=program_id, status=Program.Status.READY).first()
+    )
+    return snapshot, program

@@ -8,6 +8,15 @@ Standard library only, so it runs anywhere Python 3.11 does:
 
 Without a key the compile is anonymous (public, and limited to 20 an hour).
 Exit status: 0 when the bundle was downloaded and its sha256 checked.
+
+With ``--local`` it then runs the program on this machine with each client
+that is installed, the same few inputs the hub answered:
+
+- ``pawhub`` (``pip install ./sdk``): the bundle just downloaded, with the hub's
+  output constraint, so its answers are the hub's;
+- the official PAW SDK (``pip install programasweights``), pointed at this hub
+  with ``PAW_API_URL``: ``paw.function(program_id)``, which fetches the bundle
+  and the base model itself and decodes freely (``remote=True`` runs it on the hub).
 """
 
 import argparse
@@ -86,7 +95,7 @@ class Client:
         raise ApiError(429, {"message": "still rate limited after retries"})
 
     def compile(self, spec, **fields):
-        return self.request("POST", "/compile", {"spec": spec, **fields})[1]
+        return self.request("POST", "/compile/async", {"spec": spec, **fields})[1]
 
     def wait(self, job_id, timeout, poll_seconds=2.0):
         deadline = time.monotonic() + timeout
@@ -138,6 +147,7 @@ def main(argv=None):
     parser.add_argument("--name", default="Support urgency (client.py)")
     parser.add_argument("--out", type=Path, default=Path("."), help="where the bundle goes")
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for it")
+    parser.add_argument("--local", action="store_true", help="then run it with pawhub / the SDK")
     args = parser.parse_args(argv)
 
     client = Client(args.base_url, args.api_key)
@@ -161,11 +171,36 @@ def main(argv=None):
             print(f"  {text!r} -> {answer['output']!r} ({answer['latency_ms']} ms)")
         path, sha256 = client.download(program_id, args.out)
         print(f"bundle saved to {path} (sha256 {sha256})")
+        if args.local:
+            run_locally(args.base_url, args.api_key, program_id, path)
     except ApiError as error:
         request_id = error.body.get("request_id") if isinstance(error.body, dict) else None
         print(f"error: {error} (request id {request_id})", file=sys.stderr)
         return 1
     return 0
+
+
+def run_locally(base_url, api_key, program_id, bundle_path):
+    """TRY_INPUTS on this machine, with each client that is installed."""
+    try:
+        import pawhub
+    except ImportError:
+        print("  pawhub is not installed (pip install ./sdk)")
+    else:
+        with pawhub.load(bundle_path) as program:
+            for text in TRY_INPUTS:
+                print(f"  pawhub: {text!r} -> {program.run(text).output!r}")
+    try:
+        os.environ.setdefault("PAW_API_URL", base_url)
+        if api_key:
+            os.environ.setdefault("PAW_API_KEY", api_key)
+        import programasweights as paw
+    except ImportError:
+        print("  the official PAW SDK is not installed (pip install programasweights)")
+    else:
+        fn = paw.function(program_id)
+        for text in TRY_INPUTS:
+            print(f"  programasweights: {text!r} -> {fn(text)!r}")
 
 
 if __name__ == "__main__":

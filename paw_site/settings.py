@@ -290,6 +290,9 @@ COMPILE_HEARTBEAT_STALE_SECONDS = env.int("COMPILE_HEARTBEAT_STALE_SECONDS", def
 COMPILE_RESEND_QUEUED_SECONDS = env.int("COMPILE_RESEND_QUEUED_SECONDS", default=600)
 # A job is tried at most this many times (worker crashes included), then failed.
 COMPILE_MAX_ATTEMPTS = env.int("COMPILE_MAX_ATTEMPTS", default=3)
+# The blocking POST /api/v1/compile answers after at most this long, with the job
+# still running if it is (the PAW SDK reads for up to 2400 s).
+COMPILE_WAIT_SECONDS = env.int("COMPILE_WAIT_SECONDS", default=1800)
 # Models derived from the shipped base GGUF, each built once: the dequantized Hugging
 # Face copy the trainer loads and the Q8_0 copy the runtime runs. The runtime reads the
 # variable itself (it never imports Django), so every process of the site gets it.

@@ -79,6 +79,31 @@ def artifact_delete(keys):
             log.warning("could not delete artifact %s", key, exc_info=True)
 
 
+def artifact_replace(name: str, source: Path) -> None:
+    """Put the file `source` in place of artifact `name`, whole: readers see the old
+    file or the new one, never a part (a rename on local storage; an S3 object
+    is only visible once complete, and django-storages overwrites by default)."""
+    storage = artifact_storage()
+    if is_local(storage):
+        target = Path(storage.path(name))
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".part-")
+        try:
+            with os.fdopen(fd, "wb") as out, open(source, "rb") as f:
+                while chunk := f.read(CHUNK):
+                    out.write(chunk)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return
+    with open(source, "rb") as f:
+        saved = storage.save(name, File(f, name=Path(name).name))
+    if saved != name:  # a store configured not to overwrite: keep one name per artifact
+        storage.delete(saved)
+        raise OSError(f"the storage would not overwrite {name}")
+
+
 def local_folder(prefix: str) -> Path:
     """Local storage only: the folder `prefix` on disk."""
     return Path(artifact_storage().path(prefix))

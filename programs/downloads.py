@@ -85,10 +85,11 @@ def artifact_file(artifact):
     return artifacts.stored_file(artifact.path)
 
 
-def serve(request, artifact, path, *, public):
+def serve(request, artifact, path, *, public, accel=True):
     """The response for `artifact` at `path`, and whether it counts as a
     download: a GET of the whole file or of a range starting at byte 0, so a
-    client fetching chunks counts once."""
+    client fetching chunks counts once. `accel=False` for a file outside
+    MEDIA_ROOT, which the front server's X-Accel-Redirect location cannot reach."""
     etag = f'"{artifact.sha256}"'
     headers = {
         "ETag": etag,
@@ -114,7 +115,7 @@ def serve(request, artifact, path, *, public):
     if remote:
         return serve_remote(request, artifact, path, byte_range, headers, disposition), counts
 
-    if settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
+    if accel and settings.DOWNLOADS_X_ACCEL_REDIRECT_PREFIX:
         # The front server sends the file (and answers the range itself).
         response = HttpResponse(content_type=artifact.content_type)
         set_headers(response, headers | {"Content-Disposition": disposition})

@@ -13,12 +13,29 @@ from django.db.models import Exists, F, OuterRef, Q, Subquery, Value
 from django.db.models.functions import Coalesce, Left
 from django.urls import reverse
 
-from compiler.registry import prompt_format_of
 from paw_site.names import RESERVED_NAMES
 from pawhub.constraint import OutputConstraint
 from pawhub.prompt import prompt_template
 
 PROGRAM_ID_LENGTH = 20
+
+
+def prompt_format_of(snapshot_name: str) -> int:
+    """The prompt format programs of compiler snapshot `snapshot_name` run with.
+    The compiler app, which knows its snapshots, installs the answer when Django
+    starts (compiler.apps); programs sits below it and imports none of it."""
+    return _prompt_formats(snapshot_name)
+
+
+def _prompt_formats(snapshot_name):
+    raise RuntimeError("the compiler app has not installed its prompt formats")
+
+
+def install_prompt_formats(resolver):
+    global _prompt_formats
+    _prompt_formats = resolver
+
+
 MAX_TAGS = 5
 # A tag: lowercase letters, digits and dashes (the web form, the API schema and
 # the services all use this one rule).

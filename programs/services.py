@@ -8,7 +8,11 @@ here once. They take keyword arguments only and raise:
 Finding the program is the caller's job, through Program.objects.visible_to(user).
 """
 
+import hashlib
+import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
@@ -16,8 +20,11 @@ from django.db.models import F, Sum
 from django.utils import timezone
 
 from paw_site import limits
-from runtime.services import case_check_on_commit
+from pawhub import manifest
+from pawhub.bundle import RUNTIME_VERSION, BundleError, read_bundle, upgrade_meta, write_bundle
 
+from . import artifacts
+from .events import case_submitted
 from .gallery import gallery_changed
 from .models import (
     MAX_TAGS,
@@ -32,6 +39,7 @@ from .models import (
     validate_slug,
 )
 
+log = logging.getLogger(__name__)
 ALIAS_RETRIES = 3
 # Cases waiting for their check on the runtime, at most: per author, per program.
 MAX_UNCHECKED_CASES = {"author": 5, "program": 20}
@@ -131,11 +139,17 @@ def tags_named(names):
     return [Tag.objects.get_or_create(name=tag)[0] for tag in clean[:MAX_TAGS]]
 
 
-def program_update(*, program, actor, name=None, public=None, tags=None) -> Program:
-    """Rename, retag or publish `program` (its author only). A public program
-    stays public: its id is the shared compile cache for its spec, so hidden
-    from others it would be the answer to their compiles all the same
-    (ValidationError with code "stays_public")."""
+def program_update(
+    *, program, actor, name=None, public=None, tags=None, slug=None
+) -> tuple[Program, Alias | None]:
+    """Retitle, retag, publish or name `program` (its author only), all or nothing.
+    A public program stays public: its id is the shared compile cache for its
+    spec, so hidden from others it would be the answer to their compiles all the
+    same (ValidationError with code "stays_public"). `slug` names it `you/slug`
+    (the PAW SDK's `paw rename`): a new name, or the next version of an existing
+    one; earlier names and versions keep resolving, so a name is never taken away
+    (an empty one, or one in another namespace, is refused with code
+    "rename_refused"). Returns the program and the alias `slug` gave, if any."""
     if not actor.is_authenticated or program.owner_id != actor.pk:
         raise PermissionDenied("Only the program's author can change it.")
     if public is False and program.is_public:
@@ -144,6 +158,8 @@ def program_update(*, program, actor, name=None, public=None, tags=None) -> Prog
             "Compile the spec again with public: false for a private program.",
             code="stays_public",
         )
+    bare = _own_slug(slug, actor) if slug is not None else None
+    alias = None
     with transaction.atomic():
         fields = ["updated_at"]
         if name is not None:
@@ -155,7 +171,26 @@ def program_update(*, program, actor, name=None, public=None, tags=None) -> Prog
         program.save(update_fields=fields)
         if tags is not None:
             program.tags.set(tags_named(tags))
-    return program
+        if bare is not None:
+            alias, _ = alias_point(user=actor, slug=bare, program=program)
+    return program, alias
+
+
+def _own_slug(slug, actor) -> str:
+    """The bare slug of `slug` or `you/slug`, refused when empty or in another namespace."""
+    namespace, _, bare = slug.strip().rpartition("/")
+    if not bare:
+        raise ValidationError(
+            "A program's name cannot be removed: names are versioned and code may pin "
+            "them. Give it another name instead.",
+            code="rename_refused",
+        )
+    if namespace and namespace.lower() != actor.username.lower():
+        raise ValidationError(
+            f"You can only name programs in your own namespace ({actor.username}/…).",
+            code="rename_refused",
+        )
+    return bare
 
 
 def case_submit(
@@ -191,7 +226,8 @@ def case_submit(
     )
     case.full_clean(exclude=["program", "author"])
     case.save()
-    case_check_on_commit(case=case)  # the runtime fills actual_output and passed
+    # The runtime app checks it (runtime.apps): it fills actual_output and passed.
+    case_submitted.send(sender=Case, case=case)
     return case
 
 
@@ -332,3 +368,44 @@ def program_publish(*, program, actor, slug, reason="") -> Alias:
 
 def program_count_download(*, program) -> None:
     Program.objects.filter(pk=program.pk).update(download_count=F("download_count") + 1)
+
+
+def program_bundle_current(*, program) -> Program:
+    """Make `program`'s stored bundle the current format (version 4: meta.json
+    names the runtime, as the PAW SDK needs), rewriting an older one in place
+    with its sha256 and size (so ETags name the bytes served). A bundle that is
+    current, or that cannot be read, is left as it is. Idempotent: the rewrite is
+    a function of the old bundle (fixed timestamps), so racing downloads write
+    the same bytes. Returns the program as saved."""
+    artifact = program.artifact("bundle")
+    try:
+        bundle = read_bundle(artifacts.artifact_local_path(artifact.path, sha256=artifact.sha256))
+    except (OSError, BundleError):
+        log.warning("stored bundle of %s is unreadable", program.pk, exc_info=True)
+        return program
+    if bundle.meta.version >= RUNTIME_VERSION:
+        return program
+    meta = upgrade_meta(
+        bundle.meta,
+        interpreter=manifest.INTERPRETER,
+        runtime_id=manifest.RUNTIME_ID,
+        manifest_version=manifest.MANIFEST_VERSION,
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        adapter = Path(scratch) / "adapter.gguf"
+        adapter.write_bytes(bundle.adapter)
+        upgraded = Path(scratch) / "bundle.paw"
+        write_bundle(
+            upgraded,
+            meta=meta,
+            adapter_path=adapter,
+            prompt_template=bundle.prompt_template,
+            pseudo_program=bundle.pseudo_program,
+        )
+        digest = hashlib.sha256(upgraded.read_bytes()).hexdigest()
+        size = upgraded.stat().st_size
+        artifacts.artifact_replace(artifact.path, upgraded)
+    Program.objects.filter(pk=program.pk).update(bundle_sha256=digest, bundle_size=size)
+    program.bundle_sha256, program.bundle_size = digest, size
+    log.info("upgraded the bundle of %s from version %s", program.pk, bundle.meta.version)
+    return program

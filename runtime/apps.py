@@ -7,3 +7,13 @@ class RuntimeConfig(AppConfig):
     (pawhub.interpreter, pawhub.local) never imports Django."""
 
     name = "runtime"
+
+    def ready(self):
+        from programs.events import case_submitted
+
+        from . import services
+
+        def check(sender, case, **kwargs):
+            services.case_check_on_commit(case=case)
+
+        case_submitted.connect(check, weak=False, dispatch_uid="runtime.case_check")

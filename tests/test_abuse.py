@@ -27,6 +27,7 @@ from paw_site import limits
 from paw_site.celery import app as celery_app
 from programs import services as program_services
 from programs.models import Case, Program
+from runtime import services as runtime_services
 from tests.conftest import REPO, child_env
 from tests.factories import PASSWORD, ProgramFactory, UserFactory
 
@@ -53,7 +54,7 @@ def no_enqueue(monkeypatch):
 @pytest.fixture
 def no_case_checks(monkeypatch):
     """Cases are recorded; their checks (a runtime task) are not sent."""
-    monkeypatch.setattr(program_services, "case_check_on_commit", lambda *, case: None)
+    monkeypatch.setattr(runtime_services, "case_check_on_commit", lambda *, case: None)
 
 
 def compile_form(rows, action="compile", total=None, **fields):

@@ -28,3 +28,33 @@ def test_pawhub_imports_no_app_and_no_heavy_dependency():
             if name.split(".")[0] in APPS + HEAVY:
                 offenders.append(f"{path.relative_to(REPO)} imports {name}")
     assert offenders == []
+
+
+# The apps, lowest first: an app's modules import only apps below it (and
+# pawhub). The catalogue of programs knows nothing of how they are compiled
+# or run; the API translates requests for all of them. What needs to reach up
+# goes through a signal or a hook the upper app installs (programs.events,
+# programs.models.install_prompt_formats).
+LAYERS = ("accounts", "programs", "compiler", "runtime", "api")
+# Entry points sit on top of every app: the web views and URLs, the admin,
+# management commands. They may import any app; no app module imports them.
+ENTRY_POINTS = ("views.py", "urls.py", "admin.py")
+
+
+def _is_entry_point(path: Path) -> bool:
+    return path.name in ENTRY_POINTS or "management" in path.parts or "migrations" in path.parts
+
+
+def test_apps_import_only_the_apps_below_them():
+    offenders = []
+    for level, app in enumerate(LAYERS):
+        for path in sorted((REPO / app).rglob("*.py")):
+            if _is_entry_point(path.relative_to(REPO)):
+                continue
+            for name in imported_modules(path):
+                top = name.split(".")[0]
+                if top in LAYERS and LAYERS.index(top) > level:
+                    offenders.append(f"{path.relative_to(REPO)} imports {name} (above {app})")
+                if top in LAYERS and name.rsplit(".", 1)[-1] in ("views", "urls", "admin"):
+                    offenders.append(f"{path.relative_to(REPO)} imports the entry point {name}")
+    assert offenders == []

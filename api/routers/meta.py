@@ -6,12 +6,15 @@ from ninja import Router
 
 from compiler import registry
 from paw_site.celery import app as celery_app
-from pawhub.model import base_model_path
+from pawhub import manifest
+from pawhub.model import BASE_MODEL_FILENAME, base_model_path, base_model_sha256
+from programs import downloads
+from programs.models import Artifact
 
 from .. import ratelimit
 from ..auth import ANYONE, ANYONE_OPENAPI, SIGNED_IN
 from ..errors import ApiError
-from ..schemas import CompilerOut, HealthOut, MeOut, errors
+from ..schemas import CompilerListOut, HealthOut, MeOut, RuntimeOut, errors
 
 log = logging.getLogger(__name__)
 router = Router()
@@ -27,13 +30,83 @@ _broker_checked = {}  # id of the Celery app -> (when, the error or None)
     "/models/compilers",
     auth=ANYONE,
     openapi_extra=ANYONE_OPENAPI,
-    response={200: list[CompilerOut]} | errors(401, 429),
+    response={200: CompilerListOut} | errors(401, 429),
     tags=["models"],
     summary="Compilers a spec can be compiled with",
 )
 def compilers(request):
+    """`{"compilers": [...]}`, the shape the PAW SDK reads."""
     ratelimit.limit(request, "read")
-    return registry.compilers()
+    return {"compilers": registry.compilers()}
+
+
+def base_model_url(request):
+    return request.build_absolute_uri(f"/api/v1/models/files/{base_model_sha256()}")
+
+
+@router.get(
+    "/models/runtimes/{runtime_id}",
+    auth=None,
+    response={200: RuntimeOut} | errors(404, 429),
+    tags=["models"],
+    summary="A runtime manifest: how to run this hub's programs locally",
+)
+def runtime_detail(request, runtime_id: str):
+    """Manifest version 1, as the PAW SDK reads it: the interpreter, the prompt
+    and adapter formats, and the base model's file, URL, size and sha256 (the
+    file the adapters were trained on). A bundle's meta.json names its
+    `runtime_id`. No auth: the SDK fetches it without a key."""
+    ratelimit.limit(request, "read")
+    if runtime_id != manifest.RUNTIME_ID:
+        raise ApiError(
+            404, f"Runtime {runtime_id!r} not found; this hub runs {manifest.RUNTIME_ID}."
+        )
+    return manifest.runtime_manifest(
+        base_model_url=base_model_url(request),
+        size_bytes=base_model_path().stat().st_size,
+        sha256=base_model_sha256(),
+    )
+
+
+MODEL_FILE_OPENAPI = {
+    "responses": {
+        "200": {
+            "description": "The GGUF file. ETag is its sha256; Range requests get 206.",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        },
+        "206": {"description": "The requested byte range."},
+        "304": {"description": "Not modified: If-None-Match matched the ETag."},
+    }
+}
+
+
+@router.api_operation(
+    ["GET", "HEAD"],
+    "/models/files/{sha256}",
+    auth=None,
+    openapi_extra=MODEL_FILE_OPENAPI,
+    response=errors(404, 416, 429),
+    tags=["models"],
+    summary="A model file by its sha256 (the base model of the runtime manifest)",
+)
+def model_file(request, sha256: str):
+    """Content-addressed: the URL names the bytes, so it never changes meaning."""
+    ratelimit.limit(request, "download")
+    if sha256 != base_model_sha256():
+        raise ApiError(404, "No model file with this sha256 was found here.")
+    path = base_model_path()
+    artifact = Artifact(
+        kind="model",
+        path="",
+        size=path.stat().st_size,
+        sha256=sha256,
+        filename=BASE_MODEL_FILENAME,
+        content_type="application/octet-stream",
+    )
+    response, _ = downloads.serve(request, artifact, path, public=True, accel=False)
+    return response
 
 
 @router.get(

@@ -13,6 +13,7 @@ from django.shortcuts import get_object_or_404
 from ninja import Query, Router, Status
 from pydantic import Field
 
+from pawhub import manifest
 from programs import downloads, services
 from programs.models import ARTIFACT_TYPES, PROGRAM_ID_LENGTH, Alias, Program
 
@@ -99,6 +100,11 @@ def program_summary(request, program, alias=None):
 
 def program_out(request, program, alias=None):
     return program_summary(request, program, alias) | {
+        "program_id": program.id,
+        "aliases": [a.full_name for a in program.aliases.all()],
+        "interpreter": manifest.INTERPRETER,
+        "runtime_id": manifest.RUNTIME_ID,
+        "runtime_manifest_version": manifest.MANIFEST_VERSION,
         "spec": program.spec,
         "pseudo_program": program.pseudo_program,
         "prompt_template": program.prompt_template,
@@ -188,11 +194,19 @@ def program_versions(request, name: str):
     alias = alias or program.primary_alias
     if alias is None:
         raise ApiError(404, "This program has no name, so it has no versions.")
-    versions = Alias.objects.versions_of(alias, user=request.user)
+    versions = list(Alias.objects.versions_of(alias, user=request.user))
+    # The bare name resolves to the newest version the caller may see.
+    main = versions[0].version if versions else alias.version
     return {
         "slug": alias.name,
+        "main_version": main,
         "versions": [
-            {"version": v.version, "program_id": v.program_id, "created_at": v.created_at}
+            {
+                "version": v.version,
+                "program_id": v.program_id,
+                "created_at": v.created_at,
+                "is_main": v.version == main,
+            }
             for v in versions
         ],
     }
@@ -334,6 +348,9 @@ def program_download(request, ref: str, file: Query[Literal["bundle", "adapter"]
         return response
     if not program.is_ready:
         raise ApiError(409, "This program did not compile, so it has no files.")
+    if file == "bundle":
+        # Bundles stored before format version 4 are upgraded on first download.
+        program = services.program_bundle_current(program=program)
     artifact = program.artifact(file)
     path = downloads.artifact_file(artifact)
     if path is None:
@@ -363,22 +380,30 @@ def program_detail(request, ref: str):
     "/programs/{path:ref}",
     auth=SIGNED_IN,
     response={200: ProgramOut} | WRITE_ERRORS | errors(409),
-    summary="Rename, retag, or publish a private program (the author only)",
+    summary="Name (`slug`), retitle, retag, or publish a private program (the author only)",
 )
 def program_update(request, ref: str, payload: ProgramPatchIn):
+    """`slug` gives the program the name `you/slug` (the PAW SDK's `paw rename`):
+    a new name, or the next version of an existing one; earlier names and
+    versions keep resolving, so code that pinned them keeps working. A name
+    cannot be taken away (`slug` empty is refused)."""
     ratelimit.limit(request, "write")
     program, alias = find_program(request, ref, _detail_queryset())
     try:
-        services.program_update(
+        program, renamed = services.program_update(
             program=program,
             actor=request.user,
             name=payload.name,
             public=payload.public,
             tags=payload.tags,
+            slug=payload.slug,
         )
     except ValidationError as exc:
-        if exc.code == "stays_public":
+        code = getattr(exc, "code", None)
+        if code == "stays_public":
             raise ApiError(409, exc.message) from exc
+        if code == "rename_refused":
+            raise ApiError(422, exc.message, error="rename_refused") from exc
         raise
     program = _detail_queryset().get(pk=program.pk)
-    return program_out(request, program, alias)
+    return program_out(request, program, renamed or alias)

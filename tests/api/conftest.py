@@ -68,7 +68,11 @@ def assert_error(response, status, error=None):
     assert response.status_code == status, response.content
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"error", "message", "details", "request_id"}
+    # 404s also carry `detail` (for the PAW SDK), saying "not found".
+    extra = {"detail"} if status == 404 else set()
+    assert set(body) == {"error", "message", "details", "request_id"} | extra
+    if status == 404:
+        assert "not found" in body["detail"].lower()
     assert body["request_id"] == response["X-Request-ID"]
     assert body["message"] and "Traceback" not in body["message"]
     if error:

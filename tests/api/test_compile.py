@@ -14,7 +14,9 @@ pytestmark = pytest.mark.django_db
 
 
 def compile_(client, spec=SPEC, **fields):
-    return client.post(f"{API}/compile", {"spec": spec, **fields}, content_type="application/json")
+    return client.post(
+        f"{API}/compile/async", {"spec": spec, **fields}, content_type="application/json"
+    )
 
 
 def test_anonymous_compile_is_accepted_and_enqueued(
@@ -34,7 +36,17 @@ def test_anonymous_compile_is_accepted_and_enqueued(
         "version",
         "cache_hit",
         "joined",
+        # What the PAW SDK's compile_async reads, too.
+        "cached",
+        "compiler_kind",
+        "version_action",
+        "runtime_id",
+        "runtime_manifest_version",
+        "queue_position",
+        "estimated_wait_s",
     }
+    assert body["queue_position"] == 1 and body["cached"] is False
+    assert body["runtime_id"] == "smollm2-135m-q4_1" and body["runtime_manifest_version"] == 1
     assert body["status"] == "queued" and body["compiler_snapshot"] == "paw-smollm2-135m-20261202c"
     job = CompileJob.objects.get(pk=body["job_id"])
     assert job.owner is None and job.client_ip == "127.0.0.1"
@@ -97,7 +109,7 @@ def test_spec_the_compile_form_would_refuse_is_422_with_its_message(anon, spec, 
 
 
 def test_missing_and_mistyped_fields_are_422(anon):
-    body = assert_error(anon.post(f"{API}/compile", {}, content_type="application/json"), 422)
+    body = assert_error(anon.post(f"{API}/compile/async", {}, content_type="application/json"), 422)
     assert body["details"]["errors"][0]["type"] == "missing"
     assert_error(compile_(anon, tags=["Not A Tag"]), 422, "validation_error")
     assert_error(compile_(anon, tags=[f"t{i}" for i in range(6)]), 422, "validation_error")
@@ -105,7 +117,7 @@ def test_missing_and_mistyped_fields_are_422(anon):
 
 
 def test_body_that_is_not_json_is_400(anon):
-    response = anon.post(f"{API}/compile", "{not json", content_type="application/json")
+    response = anon.post(f"{API}/compile/async", "{not json", content_type="application/json")
     assert_error(response, 400)
 
 
@@ -119,10 +131,18 @@ def test_job_status_contract(anon):
         "status": "queued",
         "stage": "",
         "percent": 0,
-        "error": "",
+        "error": None,  # null, not "", while nothing went wrong (the PAW SDK reads it so)
         "created_at": None,
         "started_at": None,
         "finished_at": None,
+        "completed_at": None,
+        "compiler_snapshot": "paw-smollm2-135m-20261202c",
+        "compiler_kind": "finetune",
+        "runtime_id": "smollm2-135m-q4_1",
+        "runtime_manifest_version": 1,
+        "cached": False,
+        "queue_length": 1,
+        "estimated_wait_s": None,  # no compile has finished yet: nothing to go by
     }
 
 

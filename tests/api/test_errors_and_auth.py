@@ -18,7 +18,7 @@ def test_unknown_route_is_a_json_404(anon):
 
 
 def test_wrong_method_is_a_json_405_with_allow(anon):
-    response = anon.put(f"{API}/compile", {}, content_type="application/json")
+    response = anon.put(f"{API}/compile/async", {}, content_type="application/json")
     assert_error(response, 405, "method_not_allowed")
     assert "POST" in response["Allow"]
 
@@ -61,7 +61,7 @@ def test_revoked_key_is_401(user):
     client = Client(headers={"X-API-Key": token})
     assert_error(client.get(f"{API}/auth/me"), 401, "invalid_api_key")
     assert_error(
-        client.post(f"{API}/compile", {"spec": SPEC}, content_type="application/json"), 401
+        client.post(f"{API}/compile/async", {"spec": SPEC}, content_type="application/json"), 401
     )
 
 
@@ -84,7 +84,11 @@ def test_session_writes_need_the_csrf_token(user):
     browser = Client(enforce_csrf_checks=True)
     browser.force_login(user)
     browser.get("/settings/")  # sets the csrftoken cookie
-    post = {"path": f"{API}/compile", "data": {"spec": SPEC}, "content_type": "application/json"}
+    post = {
+        "path": f"{API}/compile/async",
+        "data": {"spec": SPEC},
+        "content_type": "application/json",
+    }
     assert_error(browser.post(**post), 403, "csrf_failed")
     token = browser.cookies["csrftoken"].value
     response = browser.post(**post, headers={"X-CSRFToken": token})
@@ -95,7 +99,7 @@ def test_session_writes_need_the_csrf_token(user):
 def test_anonymous_writes_need_no_csrf_token():
     # No session, no ambient authority: nothing for CSRF to protect.
     response = Client(enforce_csrf_checks=True).post(
-        f"{API}/compile", {"spec": SPEC}, content_type="application/json"
+        f"{API}/compile/async", {"spec": SPEC}, content_type="application/json"
     )
     assert response.status_code == 202
 
@@ -106,7 +110,7 @@ def test_a_key_wins_over_the_session(user, other_user):
     browser.force_login(user)
     assert browser.get(f"{API}/auth/me").json()["username"] == other_user.username
     # A key needs no CSRF token: it is never sent by a browser on its own.
-    response = browser.post(f"{API}/compile", {"spec": SPEC}, content_type="application/json")
+    response = browser.post(f"{API}/compile/async", {"spec": SPEC}, content_type="application/json")
     assert response.status_code == 202
 
 
@@ -144,8 +148,8 @@ def test_docs_page_carries_the_csrf_token_for_session_calls(user, client):
     [
         ("get", f"{API}/programs", {"q": "a\x00b"}),
         ("get", f"{API}/programs", {"tag": "\x00"}),
-        ("post", f"{API}/compile", {"spec": SPEC + "\x00"}),
-        ("post", f"{API}/compile", {"spec": SPEC, "name": "\x00"}),
+        ("post", f"{API}/compile/async", {"spec": SPEC + "\x00"}),
+        ("post", f"{API}/compile/async", {"spec": SPEC, "name": "\x00"}),
     ],
 )
 def test_null_characters_are_422_not_a_database_error(anon, method, path, data):

@@ -14,14 +14,17 @@ pytestmark = pytest.mark.django_db
 def test_compilers(anon):
     response = anon.get(f"{API}/models/compilers")
     assert response.status_code == 200
-    assert response.json() == [
-        {
-            "name": "paw-smollm2-135m",
-            "description": registry.resolve("paw-smollm2-135m").description,
-            "default": True,
-            "latest_snapshot": "paw-smollm2-135m-20261202c",
-        }
-    ]
+    # Wrapped in {"compilers": [...]}, the shape the PAW SDK reads.
+    assert response.json() == {
+        "compilers": [
+            {
+                "name": "paw-smollm2-135m",
+                "description": registry.resolve("paw-smollm2-135m").description,
+                "default": True,
+                "latest_snapshot": "paw-smollm2-135m-20261202c",
+            }
+        ]
+    }
     assert int(response["X-RateLimit-Remaining"]) < int(response["X-RateLimit-Limit"])
 
 

@@ -21,7 +21,7 @@ def spec(n):
 
 def compile_(client, n, **headers):
     return client.post(
-        f"{API}/compile", {"spec": spec(n)}, content_type="application/json", headers=headers
+        f"{API}/compile/async", {"spec": spec(n)}, content_type="application/json", headers=headers
     )
 
 

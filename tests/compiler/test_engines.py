@@ -74,10 +74,10 @@ def test_an_enabled_deployment_offers_the_vllm_compiler(settings):
 
 def test_the_api_lists_the_vllm_compiler_only_when_enabled(client, db, settings):
     settings.PAW_ENABLE_VLLM = False
-    names = [c["name"] for c in client.get("/api/v1/models/compilers").json()]
+    names = [c["name"] for c in client.get("/api/v1/models/compilers").json()["compilers"]]
     assert VLLM_ALIAS not in names
     settings.PAW_ENABLE_VLLM = True
-    names = [c["name"] for c in client.get("/api/v1/models/compilers").json()]
+    names = [c["name"] for c in client.get("/api/v1/models/compilers").json()["compilers"]]
     assert VLLM_ALIAS in names
 
 

@@ -25,6 +25,8 @@ from pawhub.bundle import (
     META,
     PROMPT_TEMPLATE,
     PSEUDO_PROGRAM,
+    RUNTIME_KEYS,
+    RUNTIME_VERSION,
     BundleMeta,
     write_bundle,
 )
@@ -268,6 +270,9 @@ def zip_of(path: Path, contents: dict[str, bytes], extra: list[zipfile.ZipInfo |
 def meta_with(**changes) -> bytes:
     raw = dataclasses.asdict(META_VALUES)
     raw.update(changes)
+    if isinstance(raw["version"], int) and raw["version"] < RUNTIME_VERSION:
+        for key in RUNTIME_KEYS:  # not in meta.json before version 4
+            raw.pop(key)
     return json.dumps({k: v for k, v in raw.items() if v is not ...}).encode()
 
 

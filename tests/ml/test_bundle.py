@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from pawhub.bundle import MAX_BUNDLE_BYTES, PSEUDO_PROGRAM, BundleError, read_bundle, write_bundle
@@ -110,11 +112,38 @@ def test_a_version_1_bundle_reads_as_free(tmp_path):
 
 
 def test_a_bundle_is_written_in_the_oldest_version_that_holds_its_output():
-    from pawhub.bundle import version_for
+    from pawhub.bundle import constraint_version, version_for
     from pawhub.constraint import OutputConstraint
 
-    assert version_for(OutputConstraint()) == 2
-    assert version_for(OutputConstraint("choice", ("a", "b"))) == 2
-    assert version_for(OutputConstraint("span")) == 2
-    assert version_for(OutputConstraint("span", start="space")) == 3
-    assert version_for(OutputConstraint("shape", shapes=("##",))) == 3
+    assert constraint_version(OutputConstraint()) == 2
+    assert constraint_version(OutputConstraint("choice", ("a", "b"))) == 2
+    assert constraint_version(OutputConstraint("span")) == 2
+    assert constraint_version(OutputConstraint("span", start="space")) == 3
+    assert constraint_version(OutputConstraint("shape", shapes=("##",))) == 3
+    # New bundles name their runtime too (version 4), whatever their output.
+    for constraint in (OutputConstraint(), OutputConstraint("shape", shapes=("##",))):
+        assert version_for(constraint) == 4
+
+
+def test_version_4_names_the_runtime_and_older_versions_do_not(tmp_path):
+    from pawhub.bundle import META
+    from tests.ml.corpus import meta_with
+
+    meta = read_bundle(zip_of(tmp_path / "v4.paw", members())).meta
+    assert meta.version == 4
+    assert (meta.interpreter, meta.runtime_id, meta.runtime_manifest_version) == (
+        "HuggingFaceTB/SmolLM2-135M-Instruct",
+        "smollm2-135m-q4_1",
+        1,
+    )
+    old = read_bundle(zip_of(tmp_path / "v3.paw", members(**{META: meta_with(version=3)}))).meta
+    assert (old.version, old.runtime_id) == (3, "")
+    for changes, message in (
+        ({"runtime_id": ""}, "version 4 needs"),
+        ({"version": 3, "runtime_id": "smollm2-135m-q4_1"}, "need bundle version 4"),
+    ):
+        raw = json.loads(meta_with())
+        raw.update(changes)
+        path = zip_of(tmp_path / "bad.paw", members(**{META: json.dumps(raw).encode()}))
+        with pytest.raises(BundleError, match=message):
+            read_bundle(path)

@@ -87,7 +87,9 @@ def test_program_page_shows_everything_about_it(client, user):
         "b" * 64,
         f"/p/{program.id}/download/bundle/",
         f"/p/{program.id}/download/adapter/",
-        f"pawhub run urgency-{program.id[:8]}.paw",
+        # "Use it": the official SDK (remotely: a label program) and pawhub, by name.
+        f'paw.function("{user.username}/urgency", remote=True)',
+        f'pawhub run {user.username}/urgency "your input here"',
         'id="try-it"',
         'id="votes"',
         'id="cases"',

@@ -223,7 +223,7 @@ def test_a_compile_submitted_while_redis_is_down_is_sent_later_by_the_sweeper(
     ) as url:
         redis_broker.stop()
         started = time.perf_counter()
-        status, body = post_json(f"{url}/api/v1/compile", {"spec": URGENCY}, token)
+        status, body = post_json(f"{url}/api/v1/compile/async", {"spec": URGENCY}, token)
         answered = time.perf_counter() - started
     figure("compile submitted with the broker down", f"HTTP {status} in {answered:.2f}s")
     assert status == 202, body

@@ -134,8 +134,12 @@ def test_program_page_has_the_try_it_box_and_the_local_usage(client, program):
     page = client.get(program.get_absolute_url()).content.decode()
     assert f'action="{try_url(program)}#try-it"' in page
     assert f'hx-post="{try_url(program)}"' in page
-    assert "pawhub run " in page
-    assert "program = pawhub.load(" in page and 'program.run("your input here").output' in page
+    # The official SDK first, pointed at this site, then pawhub for exact answers.
+    sdk = page.index("pip install programasweights")
+    assert "export PAW_API_URL=http://testserver" in page
+    assert f'paw.function("{program.id}"' in page and f"paw run {program.id} " in page
+    assert page.index(f'pawhub.function("{program.id}")') > sdk
+    assert f'pawhub run {program.id} "your input here"' in page
 
 
 def test_try_it_with_htmx_swaps_in_the_answer(client, queue, program):
@@ -244,7 +248,9 @@ def infer(client, **body):
 def assert_error(response, status, error):
     assert response.status_code == status, response.content
     body = response.json()
-    assert set(body) == {"error", "message", "details", "request_id"}
+    # 404s also say "not found" in `detail`, where the PAW SDK looks.
+    extra = {"detail"} if status == 404 else set()
+    assert set(body) == {"error", "message", "details", "request_id"} | extra
     assert body["error"] == error and body["message"]
     return body
 
