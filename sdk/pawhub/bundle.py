@@ -27,7 +27,9 @@ BUNDLE_FORMAT_VERSION = 3
 # Version 3 adds the shape kind and spans' `start` (rules 2 of pawhub.constraint);
 # a bundle is written in the oldest version that holds its output, so a runtime
 # that reads version 2 still runs every program that needs nothing newer.
-READABLE_VERSIONS = (1, 2, 3)
+# Version 5 adds rules 3's `fixed`, `max_bytes` and the words kind (version 4 is the
+# manifest keys' own, issue 17).
+READABLE_VERSIONS = (1, 2, 3, 5)
 ADAPTER_QUANTIZATIONS = ("Q4_0", "Q8_0", "F16")
 
 META = "meta.json"
@@ -59,6 +61,8 @@ class BundleError(ValueError):
 
 def version_for(constraint: OutputConstraint) -> int:
     """The oldest bundle version that can hold ``constraint``."""
+    if constraint.needs_rules_3:
+        return 5
     if constraint.kind == SHAPE or constraint.start != "word":
         return 3
     return 2
