@@ -64,7 +64,7 @@ def compile_view(request):
             response = TemplateResponse(
                 request, "compiler/compile.html#example-rows", {"examples": examples}
             )
-            response["HX-Trigger"] = "rows-changed"  # the preview re-merges the spec
+            response["HX-Trigger-After-Swap"] = "rows-changed"  # the preview re-merges the new rows
             return response
     else:
         examples = ExampleFormSet(request.POST, prefix=ROWS_PREFIX)
@@ -126,7 +126,7 @@ def _import_examples(request):
         )
         response = HttpResponse(html)
         if imported:
-            response["HX-Trigger"] = "rows-changed"
+            response["HX-Trigger-After-Swap"] = "rows-changed"
         return response
     pairs = [(r["input"], r["output"]) for r in rows]
     preview = merge_spec(

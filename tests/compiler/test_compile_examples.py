@@ -126,12 +126,12 @@ def test_import_with_htmx_swaps_the_rows_and_the_box(signed_in):
     assert page.lstrip().startswith('<div id="example-rows">')
     assert '<div id="bulk-import" class="bulk-import" hx-swap-oob="true">' in page
     assert "<html" not in page
-    assert response["HX-Trigger"] == "rows-changed"
+    assert response["HX-Trigger-After-Swap"] == "rows-changed"
     response = signed_in.post(
         "/compile/", form_data([], action="import", paste="nope"), HTTP_HX_REQUEST="true"
     )
     assert "Line 1: expected 2 columns" in response.content.decode()
-    assert "HX-Trigger" not in response
+    assert "HX-Trigger-After-Swap" not in response
 
 
 def test_the_form_starts_from_a_program_and_says_its_score_is_low(signed_in, user):
