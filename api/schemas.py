@@ -270,7 +270,7 @@ class ProgramSummaryOut(Schema):
 
 
 class OutputOut(Schema):
-    kind: Literal["free", "choice", "span", "shape"]
+    kind: Literal["free", "choice", "span", "shape", "words"]
     choices: list[str] = Field(default_factory=list)
     shapes: list[str] = Field(
         default_factory=list, description="For `shape`: digit layouts, `#` for each digit."
@@ -279,6 +279,15 @@ class OutputOut(Schema):
         default="word",
         description="For `span`: where it may start: at any word, or only after a space "
         "(and any punctuation after it).",
+    )
+    fixed: list[str] = Field(
+        default_factory=list,
+        description="For `span`: whole answers allowed besides a span, e.g. `NONE`.",
+    )
+    max_bytes: int = Field(
+        default=0,
+        description="The longest answer in UTF-8 bytes (0: no bound); an answer that "
+        "goes round in a loop also ends after its first round.",
     )
 
 
@@ -304,7 +313,8 @@ class ProgramOut(ProgramSummaryOut):
     output: OutputOut = Field(
         description="What the answers may be, read off the examples at compile time: "
         "`choice` (one of `choices`), `span` (whole words copied from the input), `shape` "
-        "(digits laid out as one of `shapes`, e.g. `###-###-####`) or `free`."
+        "(digits laid out as one of `shapes`, e.g. `###-###-####`), `words` (the input's "
+        "own words, in any order and case) or `free`."
     )
     adapter: ArtifactOut | None
     bundle: ArtifactOut | None

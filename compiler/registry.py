@@ -75,29 +75,7 @@ def _fingerprint(snapshot_name: str) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-# Tried on 2026-11-25 against benchmarks/quality.py's task set (6 tasks x 32 held out),
-# none adopted: learning rate 1e-3 scored mean exact match 0.729 vs 0.708 when trained
-# on all 16 examples, but 0.672 vs 0.693 through the pipeline (12 trained, 4 held
-# out) -- within the noise of 32 examples a task. 5e-4 x 60 steps, rank 8, and a
-# pseudo-program without examples scored lower on the extraction tasks (email
-# 0.53-0.69 vs 0.72); the top 20 layers instead of 10 gained 3 points on email at
-# twice the training time. Lower rates do cut degenerate outputs ("b.b.b.b").
-# Tried on 2026-12-02 (same task set, pipeline protocol, each mean with output
-# constraints): LoRA on the top 20 layers 0.750 and on all 30 0.750, against 0.745 for
-# the top 10: extraction gains (destination 0.62 -> 0.88, date 0.56 -> 0.72 with 30)
-# and label losses (urgency 0.75 -> 0.56-0.59) cancel, at 1.5-2.5x the training time.
-# The output constraints alone: 0.693 -> 0.745 (destination +19, email +12 points).
-# Not adopted: 60 steps (urgency +3, sentiment 0, date -3 points); a digit-shape
-# constraint (###-###-####, ####-##-##), which fixed the format of 3 phone numbers
-# and 2 dates but not their digits (0 points); leaving the pseudo-program's examples
-# out of training, against dates echoing them (date +3, email -22 points, unguided).
-# Tried on 2026-12-02 against 0.766 for the 20261202 snapshot (same protocol): the
-# final adapter trained on all 16 examples instead of the 12 the pipeline keeps after
-# holding out 4, 0.760 (destination +9, date +9, email -12, urgency -6 points); that
-# and 8 examples in the pseudo-program instead of 3, 0.750; all 30 layers for the
-# extraction and normalization tasks only, 0 gain at 2.5-7x the training time.
-# Prompt format 2 (20261202b): 0.760, one answer in 192 apart. In format 2, against
-# that 0.760: rank 64 (alpha 64) 0.682, 80 steps at 1e-3 0.734, batch 8 0.729.
+# Every snapshot's figures and what was tried: benchmarks/EXPERIMENTS.md.
 SMOLLM2_TRAINING = {
     "rank": 32,
     "alpha": 32.0,
@@ -125,19 +103,8 @@ _CONSTRAINED = Snapshot(
     constrained_output=True,
 )
 
-# Trained on rewrites of its examples too (compiler.augment: answers swapped between
-# contexts, copied digits renewed), with LoRA on the top 20 layers unless the answers are
-# labels, and the second rules for output constraints (digit layouts; spans that start
-# after a space). Measured on 2026-12-02 against 0.760 for 20261202b (same protocol;
-# the label tasks are trained as before): on the 4 other tasks, 3 rewrites each 0.781,
-# with 20 layers 0.828, with 6 rewrites and digit layouts 0.883 (date 0.59 -> 0.81);
-# the whole set 0.849, and 0.854 with spans that start after a space. Not adopted: 80
-# steps (0.766 with 3 and with 7 rewrites, twice the training time); spans without
-# whitespace when no answer has any (email: the same score, "contact" for
-# "contact groups@alpenhotel.at"); LoRA on 5 or 15 layers for labels instead of 10
-# (sentiment 0.75 / 0.81, urgency 0.66 / 0.78, against 0.91 / 0.66: one answer apart).
-# Seed sensitivity: with training seed 1 instead of 0 the set gives 0.818, with seed 2
-# 0.839 (date 0.66-0.81, destination 0.81-0.91): 0.854 is seed 0's draw.
+# Trained on rewrites of its examples too (compiler.augment), with LoRA on the top 20
+# layers unless the answers are labels; figures in benchmarks/EXPERIMENTS.md.
 _AUGMENTED_TRAINING = {
     **SMOLLM2_TRAINING,
     "adapted_layers": 20,

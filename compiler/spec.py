@@ -81,6 +81,12 @@ def merge_spec(description: str, examples=(), hints=()) -> str:
     return normalize_spec("\n\n".join(p for p in parts if p))
 
 
+def split_arrow(line: str) -> tuple[str, str] | None:
+    """(input, output) of an `input -> output` line; None for any other line."""
+    match = _ARROW.match(line.strip())
+    return (match["x"], match["y"]) if match else None
+
+
 def parse_spec(spec: str) -> ParsedSpec:
     """Recover task, examples and hints from a merged spec or free text."""
     task_lines: list[str] = []

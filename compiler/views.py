@@ -2,7 +2,9 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django.views.decorators.vary import vary_on_headers
@@ -11,9 +13,9 @@ from paw_site import limits
 from programs.models import Program
 
 from . import services
-from .forms import INITIAL_ROWS, CompileForm, ExampleFormSet
+from .forms import INITIAL_ROWS, CompileForm, ExampleFormSet, ImportExamplesForm
 from .models import CompileJob
-from .spec import MAX_EXAMPLES, merge_spec
+from .spec import MAX_EXAMPLES, merge_spec, parse_spec
 
 ROWS_PREFIX = "examples"
 
@@ -55,9 +57,17 @@ def edit_rows(data, action):
 def compile_view(request):
     action = request.POST.get("action", "compile")
     posted = request.POST
+    source = None
     if request.method == "GET":
-        form = CompileForm()
-        examples = ExampleFormSet(prefix=ROWS_PREFIX, initial=[{}] * INITIAL_ROWS)
+        source = _source_program(request)
+        initial, rows = _from_program(source) if source else ({}, [{}] * INITIAL_ROWS)
+        form = CompileForm(initial=initial)
+        examples = ExampleFormSet(prefix=ROWS_PREFIX, initial=rows)
+    elif action == "import" or (
+        action == "compile" and ImportExamplesForm(request.POST, request.FILES).has_input()
+    ):
+        # A paste left in its box when "Compile" is pressed is imported first, to check.
+        return _import_examples(request)
     elif action != "compile":
         posted = edit_rows(request.POST, action)
         # Unbound on purpose: show the edited rows, not "this field is required" yet.
@@ -67,7 +77,7 @@ def compile_view(request):
             response = TemplateResponse(
                 request, "compiler/compile.html#example-rows", {"examples": examples}
             )
-            response["HX-Trigger"] = "rows-changed"  # the preview re-merges the spec
+            response["HX-Trigger-After-Swap"] = "rows-changed"  # the preview re-merges the new rows
             return response
     else:
         examples = ExampleFormSet(request.POST, prefix=ROWS_PREFIX)
@@ -102,8 +112,74 @@ def compile_view(request):
     return TemplateResponse(
         request,
         "compiler/compile.html",
-        {"form": form, "examples": examples, "preview": _preview(posted)},
+        {
+            "form": form,
+            "examples": examples,
+            "bulk": ImportExamplesForm(initial={"paste": posted.get("paste", "")}),
+            "preview": _preview(posted),
+            "source": source,
+        },
     )
+
+
+def _import_examples(request):
+    """Add pasted or uploaded examples as rows after the filled ones (at most
+    MAX_EXAMPLES in all); errors go beside the paste, nothing typed is lost."""
+    rows = [r for r in _rows(request.POST) if r["input"].strip() or r["output"].strip()]
+    bulk = ImportExamplesForm(request.POST, request.FILES)
+    imported = 0
+    if bulk.is_valid():
+        added = bulk.cleaned_data["examples"]
+        if len(rows) + len(added) > MAX_EXAMPLES:
+            bulk.add_error(
+                None,
+                f"At most {MAX_EXAMPLES} examples in all: the form has {len(rows)} "
+                f"and this import {len(added)}.",
+            )
+        else:
+            rows += [{"input": x, "output": y} for x, y in added]
+            imported = len(added)
+            bulk = ImportExamplesForm()  # done: an empty box for the next paste
+    examples = ExampleFormSet(prefix=ROWS_PREFIX, initial=rows or [{}])
+    context = {"examples": examples, "bulk": bulk, "imported": imported}
+    if request.htmx:
+        # The rows, and the import box out of band (its errors, or emptied).
+        html = render_to_string("compiler/compile.html#example-rows", context, request)
+        html += render_to_string(
+            "compiler/compile.html#bulk-import", context | {"oob": True}, request
+        )
+        response = HttpResponse(html)
+        if imported:
+            response["HX-Trigger-After-Swap"] = "rows-changed"
+        return response
+    pairs = [(r["input"], r["output"]) for r in rows]
+    preview = merge_spec(
+        request.POST.get("description", ""), pairs, request.POST.get("hints", "").splitlines()
+    )
+    context |= {"form": CompileForm(initial=_fields(request.POST)), "preview": preview}
+    return TemplateResponse(request, "compiler/compile.html", context)
+
+
+def _source_program(request):
+    """The program named by ?from=<id> that the user may see: the form starts from its spec."""
+    program_id = request.GET.get("from", "")
+    if not program_id:
+        return None
+    return Program.objects.visible_to(request.user).filter(pk=program_id[:40]).first()
+
+
+def _from_program(program):
+    """(form initial, example rows) recovered from a program's spec, plus an empty row."""
+    parsed = parse_spec(program.spec)
+    initial = {
+        "description": parsed.task,
+        "hints": "\n".join(parsed.hints),
+        "name": program.name,
+        "tags": ", ".join(tag.name for tag in program.tags.all()),
+        "is_public": program.is_public,
+    }
+    rows = [{"input": x, "output": y} for x, y in parsed.examples] + [{}]
+    return initial, rows[:MAX_EXAMPLES]
 
 
 def _rows(data):

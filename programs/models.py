@@ -17,6 +17,8 @@ from paw_site.names import RESERVED_NAMES
 from pawhub.constraint import OutputConstraint
 from pawhub.prompt import prompt_template
 
+from .scores import Score
+
 PROGRAM_ID_LENGTH = 20
 
 
@@ -380,6 +382,23 @@ class Program(models.Model):
     @property
     def is_ready(self):
         return self.status == self.Status.READY
+
+    @property
+    def selfcheck_score(self):
+        """k/n on the training examples (the spec's examples less the held-out ones)."""
+        trained = max(0, self.example_count - self.heldout_count)
+        return Score.from_accuracy(self.selfcheck_accuracy, trained)
+
+    @property
+    def heldout_score(self):
+        """k/n on the held-out examples; None when none were held out."""
+        return Score.from_accuracy(self.heldout_accuracy, self.heldout_count)
+
+    @property
+    def needs_more_examples(self):
+        """A ready program whose held-out score is low, rough or missing."""
+        held = self.heldout_score
+        return self.is_ready and (held is None or held.is_rough or held.is_low)
 
     @property
     def blurb(self):

@@ -23,15 +23,25 @@ Kinds:
   on average;
 - ``free``: anything (every other spec, and programs from before constraints).
 
-``infer`` has two sets of rules, and a compiler snapshot pins the one it uses:
+``infer`` has three sets of rules, and a compiler snapshot pins the one it uses:
 1 knows choices and spans; 2 adds shapes, and spans that start after a space
-when every example's does.
+when every example's does; 3 (bundle version 5) adds
+
+- ``fixed``: a span may also be one of a few fixed answers the examples give
+  where the input holds none (``NONE``, ``N/A``, ``unknown``);
+- ``words``: the answer is built from the input's words, reordered or recased
+  (``john smith`` -> ``Smith, John``, a title -> its slug): each of its words
+  is one of the input's (case-insensitively), with anything else between;
+- ``max_bytes``: no answer is longer than the longest the examples show, with
+  a margin, and an answer that goes round in a loop (a few words, or a piece
+  of a word, said over and over) ends after its first round.
 
 Pure Python on bytes (UTF-8), no llama.cpp: a token may end inside a
 multi-byte character, and a byte prefix is still a prefix.
 """
 
 import dataclasses
+import re
 
 FREE = "free"
 CHOICE = "choice"
@@ -44,7 +54,21 @@ MAX_SHAPES = 4
 DIGIT = "#"  # in a shape: any digit
 _DIGIT_BYTE = ord(DIGIT)
 SPAN_STARTS = ("word", "space")  # where a span may start: any word, or after a space
-RULES = (1, 2)
+WORDS = "words"
+KINDS = (*KINDS, WORDS)
+RULES = (1, 2, 3)
+# Rules 3: fixed answers beside spans (few, short, each at most this share of answers),
+MAX_FIXED = 3
+MAX_FIXED_CHARS = 20
+MAX_FIXED_SHARE = 0.5
+# the length bound (the longest example answer plus a half, at least this many
+# bytes more), and how often a word or a short piece may repeat in a row.
+MIN_LENGTH_MARGIN = 8
+MAX_ANSWER_BYTES = 4096
+MAX_REPEATS = 3
+MAX_REPEAT_WORDS = 8
+MAX_REPEAT_UNIT = 16
+_EDGE_PUNCTUATION = b".,;:!?\"'()[]{}<>*-"
 
 
 class ConstraintError(ValueError):
@@ -57,10 +81,27 @@ class OutputConstraint:
     choices: tuple[str, ...] = ()
     shapes: tuple[str, ...] = ()
     start: str = "word"  # spans only
+    fixed: tuple[str, ...] = ()  # spans only: whole answers allowed besides a span (rules 3)
+    max_bytes: int = 0  # the longest answer, in UTF-8 bytes, stripped; 0: no bound (rules 3)
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConstraintError(f"output kind must be one of {', '.join(KINDS)}")
+        if self.fixed and self.kind != SPAN:
+            raise ConstraintError("fixed answers go with the span kind only")
+        if len(self.fixed) > MAX_FIXED or len(set(self.fixed)) != len(self.fixed):
+            raise ConstraintError(f"at most {MAX_FIXED} distinct fixed answers")
+        for answer in self.fixed:
+            if not isinstance(answer, str) or not 0 < len(answer) <= MAX_FIXED_CHARS:
+                raise ConstraintError(f"each fixed answer is 1 to {MAX_FIXED_CHARS} chars")
+            if answer != answer.strip():
+                raise ConstraintError("fixed answers are stripped")
+        if (
+            not isinstance(self.max_bytes, int)
+            or isinstance(self.max_bytes, bool)
+            or not 0 <= self.max_bytes <= MAX_ANSWER_BYTES
+        ):
+            raise ConstraintError(f"max_bytes is a whole number from 0 to {MAX_ANSWER_BYTES}")
         if (self.kind == CHOICE) != bool(self.choices):
             raise ConstraintError("choices go with the choice kind, and only with it")
         if (self.kind == SHAPE) != bool(self.shapes):
@@ -89,16 +130,27 @@ class OutputConstraint:
 
     @property
     def is_free(self) -> bool:
-        return self.kind == FREE
+        """Anything goes: decoding needs no guide."""
+        return self.kind == FREE and not self.max_bytes
+
+    @property
+    def needs_rules_3(self) -> bool:
+        """Whether it uses what rules 3 added (and so needs bundle version 5)."""
+        return self.kind == WORDS or bool(self.fixed) or bool(self.max_bytes)
 
     def to_dict(self) -> dict:
         if self.kind == CHOICE:
-            return {"kind": CHOICE, "choices": list(self.choices)}
-        if self.kind == SHAPE:
-            return {"kind": SHAPE, "shapes": list(self.shapes)}
-        out = {"kind": self.kind}
+            out = {"kind": CHOICE, "choices": list(self.choices)}
+        elif self.kind == SHAPE:
+            out = {"kind": SHAPE, "shapes": list(self.shapes)}
+        else:
+            out = {"kind": self.kind}
         if self.start != "word":
             out["start"] = self.start
+        if self.fixed:
+            out["fixed"] = list(self.fixed)
+        if self.max_bytes:
+            out["max_bytes"] = self.max_bytes
         return out
 
     @classmethod
@@ -109,30 +161,37 @@ class OutputConstraint:
             raise ConstraintError("an output constraint is a JSON object")
         if not raw:
             return cls()
-        unknown = sorted(set(raw) - {"kind", "choices", "shapes", "start"})
+        unknown = sorted(set(raw) - {"kind", "choices", "shapes", "start", "fixed", "max_bytes"})
         if unknown:
             raise ConstraintError(f"unknown keys {', '.join(unknown)}")
         choices = raw.get("choices", [])
         shapes = raw.get("shapes", [])
-        if not isinstance(choices, list) or not isinstance(shapes, list):
-            raise ConstraintError("choices and shapes must be lists")
+        fixed = raw.get("fixed", [])
+        if not all(isinstance(v, list) for v in (choices, shapes, fixed)):
+            raise ConstraintError("choices, shapes and fixed must be lists")
         return cls(
             kind=raw.get("kind"),
             choices=tuple(choices),
             shapes=tuple(shapes),
             start=raw.get("start", "word"),
+            fixed=tuple(fixed),
+            max_bytes=raw.get("max_bytes", 0),
         )
 
     def describe(self) -> str:
         """One line for people: what the program's answers are held to."""
+        bound = f", at most {self.max_bytes} bytes" if self.max_bytes else ""
         if self.kind == CHOICE:
             return "one of " + ", ".join(self.choices)
         if self.kind == SPAN:
             after = ", starting after a space" if self.start == "space" else ""
-            return "a span copied from the input" + after
+            fixed = " or " + ", ".join(self.fixed) if self.fixed else ""
+            return "a span copied from the input" + after + fixed + bound
         if self.kind == SHAPE:
-            return "digits laid out as " + " or ".join(self.shapes)
-        return "free text"
+            return "digits laid out as " + " or ".join(self.shapes) + bound
+        if self.kind == WORDS:
+            return "the input's own words, in any order and case" + bound
+        return "free text" + bound
 
 
 def infer(examples: list[tuple[str, str]], *, rules: int = 1) -> OutputConstraint:
@@ -147,6 +206,8 @@ def infer(examples: list[tuple[str, str]], *, rules: int = 1) -> OutputConstrain
         and all(0 < len(answer) <= MAX_CHOICE_CHARS for answer in distinct)
     ):
         return OutputConstraint(CHOICE, tuple(distinct))
+    if rules >= 3:
+        return _infer_3(examples, answers)
     if answers and all(
         answer and _occurs(answer.encode(), text.encode(), whole=True)
         for (text, _), answer in zip(examples, answers, strict=True)
@@ -162,6 +223,83 @@ def infer(examples: list[tuple[str, str]], *, rules: int = 1) -> OutputConstrain
         if None not in layouts and len(layouts) <= MAX_SHAPES and 2 * len(layouts) <= len(answers):
             return OutputConstraint(SHAPE, shapes=tuple(layouts))
     return OutputConstraint()
+
+
+def _infer_3(examples, answers) -> OutputConstraint:
+    """Rules 3 past choices: rules 2's kinds, spans with fixed answers beside them,
+    answers built from the input's words; every one with a length bound."""
+    longest = max((len(answer.encode()) for answer in answers), default=0)
+    bound = min(MAX_ANSWER_BYTES, longest + max(MIN_LENGTH_MARGIN, longest // 2))
+    found = infer(examples, rules=2)
+    if found.kind != FREE or not answers:
+        return dataclasses.replace(found, max_bytes=bound)
+    spans = [
+        (text, answer)
+        for (text, _), answer in zip(examples, answers, strict=True)
+        if answer and _occurs(answer.encode(), text.encode(), whole=True)
+    ]
+    others = [
+        answer
+        for (text, _), answer in zip(examples, answers, strict=True)
+        if (text, answer) not in spans
+    ]
+    fixed = tuple(dict.fromkeys(others))
+    if (
+        len(spans) >= 2
+        and len(others) <= MAX_FIXED_SHARE * len(answers)
+        and len(fixed) <= MAX_FIXED
+        and all(0 < len(answer) <= MAX_FIXED_CHARS for answer in fixed)
+    ):
+        start = "word"
+        if all(_occurs(a.encode(), t.encode(), whole=True, start="space") for t, a in spans):
+            start = "space"
+        return OutputConstraint(SPAN, start=start, fixed=fixed, max_bytes=bound)
+    if all(
+        _words_of(answer.encode()) and _words_of(answer.encode()) <= _words_of(text.encode())
+        for (text, _), answer in zip(examples, answers, strict=True)
+    ):
+        return OutputConstraint(WORDS, max_bytes=bound)
+    return OutputConstraint(max_bytes=bound)
+
+
+def _words_of(text: bytes) -> set[bytes]:
+    """The words of ``text`` (runs of word bytes), lowercased (ASCII)."""
+    return {word.lower() for word in _split_words(text)}
+
+
+def _loop_end(text: bytes) -> int | None:
+    """If ``text`` ends in a degenerate repetition -- a run of up to
+    MAX_REPEAT_WORDS words (compared without case and edge punctuation), or a
+    piece of one word, with a letter in it, said more than MAX_REPEATS times in a
+    row -- where its first round ends; None otherwise."""
+    spans = [(m.start(), m.end()) for m in re.finditer(rb"\S+", text)]
+    words = [text[a:b].lower().strip(_EDGE_PUNCTUATION) for a, b in spans]
+    times = MAX_REPEATS + 1
+    for period in range(1, MAX_REPEAT_WORDS + 1):
+        if len(words) < period * times:
+            break
+        cycle = words[-period:]
+        if not any(_has_letter(word) for word in cycle):
+            continue
+        if all(
+            words[len(words) - (k + 1) * period : len(words) - k * period] == cycle
+            for k in range(1, times)
+        ):
+            return spans[len(words) - times * period + period - 1][1]
+    if spans:
+        start, end = spans[-1]
+        word = text[start:end]
+        for unit in range(2, MAX_REPEAT_UNIT + 1):
+            if len(word) < unit * times:
+                break
+            piece = word[-unit:]
+            if _has_letter(piece) and word.endswith(piece * times):
+                return end - unit * (times - 1)
+    return None
+
+
+def _has_letter(text: bytes) -> bool:
+    return any(byte >= 0x80 or chr(byte).isalpha() for byte in text)
 
 
 def _shape_of(answer: str) -> str | None:
@@ -202,18 +340,28 @@ class Guide:
         self._source = input_text.encode()
         self._choices = [choice.encode() for choice in constraint.choices]
         self._shapes = [shape.encode() for shape in constraint.shapes]
+        self._fixed = [answer.encode() for answer in constraint.fixed]
+        self._words = _words_of(self._source) if constraint.kind == WORDS else set()
 
     def allows(self, answer: bytes) -> bool:
         """Whether ``answer`` can still grow into a valid answer."""
         text = answer.lstrip()
         if not text:
             return True
+        bound = self.constraint.max_bytes
+        # Trailing whitespace counts: else whitespace tokens could pad it forever.
+        if bound and len(text) > bound:
+            return False
         if self.constraint.kind == CHOICE:
             return any(choice.startswith(text) for choice in self._choices)
         if self.constraint.kind == SPAN:
-            return _occurs(text, self._source, whole=False, start=self.constraint.start)
+            return _occurs(text, self._source, whole=False, start=self.constraint.start) or any(
+                answer.startswith(text) for answer in self._fixed
+            )
         if self.constraint.kind == SHAPE:
             return any(_fits(text, shape, whole=False) for shape in self._shapes)
+        if self.constraint.kind == WORDS:
+            return self._from_words(text, whole=False)
         return True
 
     def may_end(self, answer: bytes) -> bool:
@@ -224,14 +372,36 @@ class Guide:
         if self.constraint.kind == CHOICE:
             return text in self._choices
         if self.constraint.kind == SPAN:
-            return _occurs(text, self._source, whole=True, start=self.constraint.start)
+            return (
+                _occurs(text, self._source, whole=True, start=self.constraint.start)
+                or text in self._fixed
+            )
         if self.constraint.kind == SHAPE:
             return any(_fits(text, shape, whole=True) for shape in self._shapes)
+        if self.constraint.kind == WORDS:
+            return self._from_words(text, whole=True)
         return True
 
+    def _from_words(self, text: bytes, *, whole: bool) -> bool:
+        """Whether each word of ``text`` is one of the input's; unless ``whole``, the
+        last may be the start of one."""
+        words = [w.lower() for w in _split_words(text)]
+        if not words:
+            return not whole  # punctuation so far: a word may follow
+        ends_in_word = _is_word_byte(text[-1])
+        done, last = (words, None) if whole or not ends_in_word else (words[:-1], words[-1])
+        if not all(word in self._words for word in done):
+            return False
+        return last is None or any(word.startswith(last) for word in self._words)
+
     def settled(self, answer: bytes) -> str | None:
-        """The answer, once only one is left that ``answer`` can grow into (choices
-        only): decoding stops there instead of spending tokens on the rest of it."""
+        """The answer, once only one is left that ``answer`` can grow into (choices),
+        or once it goes round in a loop (rules 3: cut after its first round):
+        decoding stops there instead of spending tokens on the rest of it."""
+        if self.constraint.max_bytes and self.constraint.kind != CHOICE:
+            end = _loop_end(answer)
+            if end is not None and self.may_end(answer[:end]):
+                return answer[:end].decode("utf-8", errors="replace").strip()
         if self.constraint.kind != CHOICE:
             return None
         text = answer.lstrip()
@@ -239,6 +409,19 @@ class Guide:
             return None
         left = [choice for choice in self._choices if choice.startswith(text)]
         return left[0].decode() if len(left) == 1 else None
+
+
+def _split_words(text: bytes) -> list[bytes]:
+    words, word = [], bytearray()
+    for byte in text:
+        if _is_word_byte(byte):
+            word.append(byte)
+        elif word:
+            words.append(bytes(word))
+            word.clear()
+    if word:
+        words.append(bytes(word))
+    return words
 
 
 def _is_word_byte(byte: int) -> bool:

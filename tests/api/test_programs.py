@@ -105,7 +105,14 @@ def test_detail_contract(anon, program):
     assert body["compiler_snapshot"] == "paw-smollm2-135m-20261124"
     assert body["slug"] is None and body["adapter"] is None  # no name, no files on disk
     assert body["selfcheck_accuracy"] == 0.9 and body["hidden"] is False
-    assert body["output"] == {"kind": "free", "choices": [], "shapes": [], "start": "word"}
+    assert body["output"] == {
+        "kind": "free",
+        "choices": [],
+        "shapes": [],
+        "start": "word",
+        "fixed": [],
+        "max_bytes": 0,
+    }
 
 
 def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
@@ -130,12 +137,15 @@ def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
         ({"kind": "shape", "shapes": ["###-###-####"]}, {}),
         ({"kind": "span", "start": "space"}, {}),
         ({"kind": "span"}, {"start": "word"}),
+        ({"kind": "span", "fixed": ["NONE"], "max_bytes": 20}, {}),
+        ({"kind": "words", "max_bytes": 30}, {}),
     ],
 )
 def test_detail_says_what_the_answers_may_be(anon, user, stored, extra):
     program = ProgramFactory(owner=user, output_constraint=stored)
     output = anon.get(f"{API}/programs/{program.id}").json()["output"]
-    assert output == {"choices": [], "shapes": [], "start": "word", **stored, **extra}
+    defaults = {"choices": [], "shapes": [], "start": "word", "fixed": [], "max_bytes": 0}
+    assert output == defaults | stored | extra
 
 
 def test_detail_access(anon, as_user, as_other, as_staff, program, private, hidden):

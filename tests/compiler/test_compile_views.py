@@ -76,7 +76,7 @@ def test_add_row_with_htmx_returns_only_the_rows(signed_in):
     page = response.content.decode()
     assert page.lstrip().startswith('<div id="example-rows">')
     assert "<html" not in page and 'name="examples-1-input"' in page
-    assert response["HX-Trigger"] == "rows-changed"
+    assert response["HX-Trigger-After-Swap"] == "rows-changed"
     assert "HX-Request" in response["Vary"]
 
 

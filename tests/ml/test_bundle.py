@@ -147,3 +147,20 @@ def test_version_4_names_the_runtime_and_older_versions_do_not(tmp_path):
         path = zip_of(tmp_path / "bad.paw", members(**{META: json.dumps(raw).encode()}))
         with pytest.raises(BundleError, match=message):
             read_bundle(path)
+
+
+def test_rules_3_outputs_need_version_5_and_read_back(tmp_path):
+    from pawhub.bundle import META, version_for
+    from pawhub.constraint import OutputConstraint
+    from tests.ml.corpus import meta_with
+
+    bounded = OutputConstraint("span", fixed=("NONE",), max_bytes=20)
+    for constraint in [bounded, OutputConstraint("words"), OutputConstraint(max_bytes=9)]:
+        assert version_for(constraint) == 5
+    output = bounded.to_dict()
+    path = zip_of(tmp_path / "v5.paw", members(**{META: meta_with(version=5, output=output)}))
+    assert read_bundle(path).meta.constraint == bounded
+    # A version 3 bundle (or 2) cannot claim what only version 5 holds.
+    path = zip_of(tmp_path / "v3.paw", members(**{META: meta_with(version=3, output=output)}))
+    with pytest.raises(BundleError, match="output needs bundle version 5"):
+        read_bundle(path)

@@ -9,6 +9,7 @@ from pawhub.constraint import (
     FREE,
     SHAPE,
     SPAN,
+    WORDS,
     ConstraintError,
     Guide,
     OutputConstraint,
@@ -222,4 +223,136 @@ def test_a_span_starting_after_a_space_skips_the_middle_of_a_piece():
 
 def test_unknown_inference_rules_are_refused():
     with pytest.raises(ValueError, match="rules is one of"):
-        infer(EMAILS, rules=3)
+        infer(EMAILS, rules=4)
+
+
+# Rules 3 (bundle version 5): fixed answers beside spans, the input's words, a length bound.
+
+ORDER_IDS = [
+    ("Where is order A-1042? It has been a week.", "A-1042"),
+    ("I never got my parcel, order B-2210.", "B-2210"),
+    ("Hi, just saying thanks for the quick reply!", "NONE"),
+    ("Order C-0007 arrived damaged.", "C-0007"),
+    ("Can I change the delivery address for Z-9001?", "Z-9001"),
+    ("How do I reset my password?", "NONE"),
+    ("Refund for K-3333 please", "K-3333"),
+    ("Package for order M-4545 is late", "M-4545"),
+]
+
+
+def test_spans_with_a_rare_fixed_answer_allow_exactly_that_union():
+    constraint = infer(ORDER_IDS, rules=3)
+    assert (constraint.kind, constraint.fixed) == (SPAN, ("NONE",))
+    assert constraint.max_bytes == len("A-1042") + 8
+    guide = Guide(constraint, "Is my order D-5151 on its way?")
+    assert guide.may_end(b" D-5151") and guide.may_end(b"NONE")
+    assert guide.allows(b" NO") and not guide.may_end(b"NO")
+    # Neither an answer seen in training nor a span the input lacks.
+    assert not guide.allows(b"A-1042") and not guide.allows(b"D-5152")
+    assert not guide.may_end(b"N/A")
+    # Rules 1 and 2 see the same examples as free text, as before.
+    assert infer(ORDER_IDS) == infer(ORDER_IDS, rules=2) == OutputConstraint(FREE)
+
+
+def test_too_many_fixed_answers_are_no_span():
+    examples = [(f"thing {i}", "NONE" if i % 2 else f"{i}") for i in range(1, 9)]
+    examples[1] = ("thing 2", "N/A")
+    examples[3] = ("nothing here", "unknown")
+    examples[5] = ("thing 6", "none")  # four distinct fixed answers, half the set
+    assert infer(examples, rules=3).kind == FREE
+
+
+NAMES = [
+    ("john smith", "Smith, John"),
+    ("MARIA garcia lopez", "Garcia Lopez, Maria"),
+    ("li wei", "Wei, Li"),
+    ("anna-lena berg", "Berg, Anna-Lena"),
+]
+
+
+def test_answers_built_from_the_inputs_words_keep_to_them():
+    constraint = infer(NAMES, rules=3)
+    assert constraint.kind == WORDS
+    guide = Guide(constraint, "peter van dyke")
+    assert guide.may_end(b"Van Dyke, Peter") and guide.may_end(b"dyke peter")
+    assert guide.allows(b"Van Dy") and not guide.may_end(b"Van Dy")
+    assert guide.allows(b"Dyke, ") and guide.allows(b"Dyke,")
+    # A word seen only in training answers, or none of the input's, is not one.
+    assert not guide.allows(b"Smith") and not guide.allows(b"Dyke, John")
+    assert not guide.may_end(b", ")
+
+
+def test_a_slug_is_built_from_the_inputs_words():
+    slugs = [
+        ("My First Post", "my-first-post"),
+        ("Hello, World!", "hello-world"),
+        ("Ten Tips for Better Sleep", "ten-tips-for-better-sleep"),
+    ]
+    constraint = infer(slugs, rules=3)
+    assert constraint.kind == WORDS
+    assert Guide(constraint, "Why Cats Purr").may_end(b"why-cats-purr")
+    assert not Guide(constraint, "Why Cats Purr").allows(b"why-dogs")
+
+
+def test_every_rules_3_answer_is_bounded_by_the_longest_example():
+    rewritten = [("2024/03/05", "2024-03-05"), ("5 March 2024", "2024-03-05"), ("x", "y z")]
+    constraint = infer(rewritten, rules=3)
+    assert (constraint.kind, constraint.max_bytes) == (FREE, 18)
+    assert not constraint.is_free  # decoding needs a guide for the bound
+    guide = Guide(constraint, "anything at all")
+    assert guide.allows(b" abcdefghijklmnopqr") and not guide.allows(b"abcdefghijklmnopqrs")
+    long = [("a", "x" * 40), ("b", "y" * 40)]
+    assert infer(long, rules=3).max_bytes == 60  # a half over the longest
+    # Labels need no bound; spans and shapes get one.
+    assert infer(URGENCY, rules=3) == infer(URGENCY, rules=2)
+    assert infer(DESTINATIONS, rules=3) == OutputConstraint(SPAN, start="space", max_bytes=17)
+
+
+@pytest.mark.parametrize(
+    ("answer", "settled"),
+    [
+        (b" dog dog dog dog", "dog"),
+        (b"dog dog dog", None),
+        (b"b.b.b.b.", "b."),
+        (b"na na na na na", "na na"),
+        (b"hahahaha", "ha"),
+        (b"10000000", None),  # digits may repeat: a number, not a loop
+        (b"1 1 1 1", None),
+        (b"ha ha ha", None),
+        (b"hello there,\n\nhello there,\nhello there, \nHello there.", "hello there,"),
+        (b"Smith, John Smith, John Smith, John Smith, John", "Smith, John"),
+    ],
+)
+def test_a_degenerate_repetition_ends_after_its_first_round(answer, settled):
+    guide = Guide(OutputConstraint(max_bytes=200), "")
+    assert guide.settled(answer) == settled
+    # Only rules 3 constraints (with a bound) stop loops: older programs decode as before.
+    assert Guide(OutputConstraint(SPAN), answer.decode()).settled(answer) is None
+
+
+def test_rules_3_fields_round_trip_and_are_checked():
+    constraint = OutputConstraint(SPAN, start="space", fixed=("NONE", "N/A"), max_bytes=30)
+    raw = constraint.to_dict()
+    assert raw == {"kind": SPAN, "start": "space", "fixed": ["NONE", "N/A"], "max_bytes": 30}
+    assert OutputConstraint.from_dict(raw) == constraint
+    assert OutputConstraint.from_dict({"kind": WORDS, "max_bytes": 9}).kind == WORDS
+    # What rules 1 and 2 wrote reads the same, with no rules 3 fields.
+    assert OutputConstraint(SPAN).to_dict() == {"kind": SPAN}
+    for bad in [
+        {"kind": CHOICE, "choices": ["a", "b"], "fixed": ["NONE"]},
+        {"kind": SPAN, "fixed": ["a", "b", "c", "d"]},
+        {"kind": SPAN, "fixed": [" NONE"]},
+        {"kind": SPAN, "fixed": "NONE"},
+        {"kind": SPAN, "max_bytes": -1},
+        {"kind": SPAN, "max_bytes": True},
+        {"kind": SPAN, "max_bytes": "30"},
+        {"kind": FREE, "max_bytes": 10**6},
+    ]:
+        with pytest.raises(ConstraintError):
+            OutputConstraint.from_dict(bad)
+
+
+def test_whitespace_cannot_pad_a_bounded_answer_forever():
+    guide = Guide(OutputConstraint(max_bytes=5), "")
+    assert guide.allows(b"  hello") and not guide.allows(b"hello ")
+    assert guide.may_end(b"hello  ")

@@ -5,7 +5,7 @@ import threading
 import pytest
 
 from pawhub.adapter import AdapterError
-from pawhub.constraint import Guide, OutputConstraint, infer
+from pawhub.constraint import MAX_REPEATS, Guide, OutputConstraint, infer
 from pawhub.interpreter import MAX_INPUT_CHARS, MAX_TOKENS_LIMIT, Interpreter, RunLimitError
 from pawhub.prompt import prompt_template
 
@@ -177,3 +177,22 @@ def test_a_constrained_answer_stops_at_max_tokens(interpreter):
     text = "one two three four five six seven eight nine ten"
     result = interpreter.run(template, text, max_tokens=2, constraint=OutputConstraint("span"))
     assert result.tokens_generated <= 2
+
+
+def test_a_bounded_answer_stops_at_its_bound_and_at_a_loop(interpreter):
+    """Rules 3's length bound and repetition stop, on the bare model that loops."""
+    template = prompt_template("Task: Repeat the input ten times.")
+    text = "hello there"
+    free = interpreter.run(template, text, max_tokens=48)
+    assert free.output.count("hello there") > MAX_REPEATS  # the bare model runs on
+    bounded = interpreter.run(
+        template, text, max_tokens=48, constraint=OutputConstraint(max_bytes=30)
+    )
+    assert 0 < len(bounded.output.encode()) <= 30
+    assert bounded.tokens_generated < free.tokens_generated
+    looped = interpreter.run(
+        template, text, max_tokens=48, constraint=OutputConstraint(max_bytes=200)
+    )
+    # It went round MAX_REPEATS + 1 times, and ends after the first round.
+    assert looped.output.lower().startswith("hello there") and looped.output.count("there") == 1
+    assert looped.tokens_generated < free.tokens_generated
