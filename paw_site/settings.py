@@ -244,6 +244,12 @@ RUNTIME_WAIT_SECONDS = env.int("RUNTIME_WAIT_SECONDS", default=30)
 PAW_RUNTIME_ENGINE = env("PAW_RUNTIME_ENGINE", default="llama.cpp")
 if PAW_RUNTIME_ENGINE not in ("llama.cpp", "vllm"):
     raise ImproperlyConfigured("PAW_RUNTIME_ENGINE is llama.cpp or vllm")
+# What embeds specs for search by meaning (programs/semantic.py): all-MiniLM-L6-v2 on
+# "torch" (the default, CPU) or served by "vllm"'s pooling runner (GPU hosts): the
+# same vectors either way.
+PAW_EMBEDDING_ENGINE = env("PAW_EMBEDDING_ENGINE", default="torch")
+if PAW_EMBEDDING_ENGINE not in ("torch", "vllm"):
+    raise ImproperlyConfigured("PAW_EMBEDDING_ENGINE is torch or vllm")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     # An unacked message is redelivered only after this many seconds, so it must
     # exceed the longest hard time limit or a running job would be run twice.

@@ -45,9 +45,11 @@ MAX_MODEL_LEN = 2048  # the runtime's context (pawhub.interpreter.DEFAULT_N_CTX)
 # The engine is sized for the largest adapter rank a vLLM snapshot trains (LoRA
 # compute is padded to it); a larger adapter is refused.
 MAX_LORA_RANK = max(s.training["rank"] for s in SNAPSHOTS if s.engine == "vllm")
-MAX_LORAS = 4  # adapters one batch step may mix
+# Adapters one batch step may mix: a runtime batch holds calls of many programs
+# (benchmarks/gpu.py: 8), and a rank-32 LoRA of a 135M model is a few MB.
+MAX_LORAS = 8
 # PEFT folders kept converted; vLLM itself keeps the most recent ones loaded.
-MAX_CACHED_ADAPTERS = 8
+MAX_CACHED_ADAPTERS = 32
 # vLLM sizes its KV cache from this share of the device's memory (on CPU, of
 # the host's); a 135M model needs little, and the host runs other work too.
 MEMORY_UTILIZATION = 0.4
@@ -113,6 +115,7 @@ class VllmEngine(Engine):
             ]
             loras = [self._lora(r.adapter) for r in requests]
             outputs = self._llm.generate(prompts, sampling, lora_request=loras, use_tqdm=False)
+            self._evict(keep={lora.lora_int_id for lora in loras if lora is not None})
         return [
             self._completion(request, output.outputs[0])
             for request, output in zip(requests, outputs, strict=True)
@@ -164,12 +167,20 @@ class VllmEngine(Engine):
         self._next_lora_id += 1
         folder = write_peft_adapter(path, self._folders / str(lora_id))
         self._adapters[key] = LoRARequest(f"adapter-{lora_id}", lora_id, str(folder))
-        while len(self._adapters) > MAX_CACHED_ADAPTERS:
-            _, evicted = self._adapters.popitem(last=False)
-            # vLLM keeps a loaded adapter in memory; its folder is only read on load.
-            self._llm.llm_engine.remove_lora(evicted.lora_int_id)
-            shutil.rmtree(evicted.lora_path, ignore_errors=True)
         return self._adapters[key]
+
+    def _evict(self, *, keep: set[int]) -> None:
+        """Drop the least recently used adapters over ``MAX_CACHED_ADAPTERS``, after a
+        batch (never one it used: a batch may hold more programs than the cache)."""
+        for key, lora in list(self._adapters.items()):
+            if len(self._adapters) <= MAX_CACHED_ADAPTERS:
+                break
+            if lora.lora_int_id in keep:
+                continue
+            del self._adapters[key]
+            # vLLM keeps a loaded adapter in memory; its folder is only read on load.
+            self._llm.llm_engine.remove_lora(lora.lora_int_id)
+            shutil.rmtree(lora.lora_path, ignore_errors=True)
 
 
 _shared: VllmEngine | None = None
