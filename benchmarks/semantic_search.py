@@ -187,8 +187,17 @@ def smollm2(pooling, template="{}"):
     return load
 
 
+def vllm_minilm():
+    """The same MiniLM on vLLM's pooling runner (programs.semantic.VllmSpecEmbedder)."""
+    from programs.semantic import VllmSpecEmbedder
+
+    return VllmSpecEmbedder().embed
+
+
 EMBEDDERS = {
     "minilm": lambda: minilm.embed,
+    # Needs vLLM: run in .venv-vllm (`--embedders minilm vllm-minilm`).
+    "vllm-minilm": vllm_minilm,
     "smollm2-mean": smollm2(pooling=1),  # LLAMA_POOLING_TYPE_MEAN
     # PromptEOL (Jiang et al. 2023): the last token after "means in one word".
     "smollm2-eol": smollm2(pooling=3, template='This sentence : "{}" means in one word:"'),
@@ -236,13 +245,15 @@ def query_latency(embed, repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--embedders", nargs="+", choices=list(EMBEDDERS), default=list(EMBEDDERS))
+    default = [name for name in EMBEDDERS if name != "vllm-minilm"]
+    parser.add_argument("--embedders", nargs="+", choices=list(EMBEDDERS), default=default)
     parser.add_argument("--repeats", type=int, default=3, help="latency runs over the queries")
     args = parser.parse_args()
 
     for query, target in QUERIES:
         assert not shared_words(query, SPECS[target]), (query, shared_words(query, SPECS[target]))
     results = {"programs": len(SPECS), "queries": len(QUERIES)}
+    loaded = {}
     for name in args.embedders:
         started = time.perf_counter()
         embed = EMBEDDERS[name]()
@@ -253,6 +264,15 @@ def main():
             print(f"{name:13} {text}: {results[f'{name}/{text}']}")
         results[name] = {"load_s": load_s} | query_latency(embed, args.repeats)
         print(f"{name:13} {results[name]}")
+        loaded[name] = embed
+    if {"minilm", "vllm-minilm"} <= set(loaded):
+        # The same model on two engines: how close their vectors of the same specs are.
+        a, b = (loaded[name](SPECS) for name in ("minilm", "vllm-minilm"))
+        results["minilm_vs_vllm_min_cosine"] = round(float(np.min(np.sum(a * b, axis=1))), 5)
+        print(
+            f"minilm vs vllm-minilm, lowest cosine of a spec's two vectors: "
+            f"{results['minilm_vs_vllm_min_cosine']}"
+        )
     print(json.dumps(results))
 
 

@@ -149,11 +149,29 @@ SNAPSHOTS = [
         pseudo_program="drafted",
         training=SMOLLM2_TRAINING,
     ),
+    # The CPU default's recipe on vLLM (ADR 005: one recipe, two engines): the same
+    # deterministic pseudo-program, training on rewrites, output constraints (decoded by
+    # compiler.engines.vllm's logits processor, which applies pawhub.constraint.Guide
+    # as the llama.cpp runtime does) and prompt format. Only the engine differs: the
+    # adapter is checked in multi-LoRA batches on the GPU host that compiled it.
+    replace(
+        _CONSTRAINED,
+        name="paw-smollm2-135m-vllm-20261205",
+        alias="paw-smollm2-135m-vllm",
+        description="The recipe of paw-smollm2-135m (LoRA trained on the examples and on "
+        "rewrites of them, Q4_0 adapter, answers held to what the examples show), compiled "
+        "on a GPU host with vLLM, which checks the adapter in multi-LoRA batches within the "
+        "same output constraint. Runs anywhere, like every program.",
+        engine="vllm",
+        training=_AUGMENTED_TRAINING,
+        prompt_format=2,
+        constraint_rules=2,
+    ),
 ]
 # alias -> the snapshot it points at today
 ALIASES = {
     "paw-smollm2-135m": "paw-smollm2-135m-20261202c",
-    "paw-smollm2-135m-vllm": "paw-smollm2-135m-vllm-20261125",
+    "paw-smollm2-135m-vllm": "paw-smollm2-135m-vllm-20261205",
 }
 DEFAULT_ALIAS = "paw-smollm2-135m"
 _BY_NAME = {s.name: s for s in SNAPSHOTS}

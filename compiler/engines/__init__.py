@@ -46,12 +46,14 @@ class Request:
     adapter: Path | None  # the program's adapter GGUF; None runs the bare base model
     max_tokens: int
     constraint: OutputConstraint = OutputConstraint()  # the program's output constraint
+    temperature: float = 0.0  # 0: greedy (the compiler's checks always are)
 
 
 @dataclasses.dataclass(frozen=True)
 class Completion:
     text: str  # stripped
     truncated: bool  # stopped at max_tokens rather than at the end of the turn
+    tokens: int = 0  # tokens decoded for it
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,9 +18,14 @@ class LlamaCppEngine(Engine):
                 request.input,
                 adapter=request.adapter,
                 max_tokens=request.max_tokens,
+                temperature=request.temperature,
                 constraint=request.constraint,
             )
             completions.append(
-                Completion(result.output, truncated=result.tokens_generated >= request.max_tokens)
+                Completion(
+                    result.output,
+                    truncated=result.tokens_generated >= request.max_tokens,
+                    tokens=result.tokens_generated,
+                )
             )
         return completions

@@ -8,7 +8,12 @@ folder (``compiler.peft_adapter``): the weights checked are the ones shipped.
 
 A batch goes to vLLM as one ``generate`` call, each request with its own
 ``LoRARequest``, so the self-check and held-out examples of a program (and
-the sets of several programs) are decoded together.
+the sets of several programs) are decoded together. A request with an output
+constraint is decoded within it by the logits processor of
+``compiler.engines.vllm_guided``, which applies ``pawhub.constraint.Guide``
+step for step as the llama.cpp runtime does (``compiler.engines.guided``), so
+a batch mixes guided and free requests, and programs, freely. The same engine
+serves the runtime's calls on GPU hosts (``runtime.batching``).
 
 The engine core runs inside the worker process (``VLLM_ENABLE_V1_MULTIPROCESSING=0``
 unless the environment says otherwise): a Celery pool process that is killed at
@@ -34,14 +39,17 @@ from pawhub.model import base_model_path
 from pawhub.prompt import END_OF_TURN, split
 
 from . import BASE_HF_DIR, Completion, Engine, Request
+from .guided import end_of_generation_ids, final_answer, guide_args, token_pieces
 
 MAX_MODEL_LEN = 2048  # the runtime's context (pawhub.interpreter.DEFAULT_N_CTX)
 # The engine is sized for the largest adapter rank a vLLM snapshot trains (LoRA
 # compute is padded to it); a larger adapter is refused.
 MAX_LORA_RANK = max(s.training["rank"] for s in SNAPSHOTS if s.engine == "vllm")
-MAX_LORAS = 4  # adapters one batch step may mix
+# Adapters one batch step may mix: a runtime batch holds calls of many programs
+# (benchmarks/gpu.py: 8), and a rank-32 LoRA of a 135M model is a few MB.
+MAX_LORAS = 8
 # PEFT folders kept converted; vLLM itself keeps the most recent ones loaded.
-MAX_CACHED_ADAPTERS = 8
+MAX_CACHED_ADAPTERS = 32
 # vLLM sizes its KV cache from this share of the device's memory (on CPU, of
 # the host's); a 135M model needs little, and the host runs other work too.
 MEMORY_UTILIZATION = 0.4
@@ -55,6 +63,13 @@ class VllmEngine(Engine):
         from vllm import LLM
         from vllm.platforms import current_platform
 
+        from .vllm_guided import processor_class, use_model_runner_v2
+
+        # The guide's logits processor comes in each model runner's interface: pin
+        # the runner vLLM would choose, and pass the matching one.
+        v2 = use_model_runner_v2()
+        os.environ["VLLM_USE_V2_MODEL_RUNNER"] = "1" if v2 else "0"
+
         self._llm = LLM(
             model=str(base_dir),
             # float32 on CPU (bfloat16 kernels need CPU support we can't assume);
@@ -66,9 +81,13 @@ class VllmEngine(Engine):
             max_loras=MAX_LORAS,
             gpu_memory_utilization=MEMORY_UTILIZATION,
             seed=0,
+            logits_processors=[processor_class(v2)],
         )
         self._tokenizer = self._llm.get_tokenizer()
         self._end_of_turn = self._tokenizer.convert_tokens_to_ids(END_OF_TURN)
+        # Every token llama.cpp ends an answer at, and each token's bytes as it spells them.
+        self._end_of_generation = sorted(end_of_generation_ids(self._tokenizer))
+        self._pieces = token_pieces(self._tokenizer)
         self._lock = threading.Lock()  # an LLM serves one caller at a time
         self._folders = Path(tempfile.mkdtemp(prefix="paw-vllm-adapters-"))
         weakref.finalize(self, shutil.rmtree, self._folders, True)  # at the latest, at exit
@@ -81,27 +100,37 @@ class VllmEngine(Engine):
 
         if not requests:
             return []
-        if any(not r.constraint.is_free for r in requests):
-            # Its snapshots decode freely; the guided decoding lives in the llama.cpp runtime.
-            raise ValueError("the vLLM engine does not decode within output constraints")
         with self._lock:
             prompts = [
                 {"prompt_token_ids": self._prompt_ids(r.template, r.input)} for r in requests
             ]
             sampling = [
                 SamplingParams(
-                    temperature=0.0,
+                    temperature=r.temperature,
                     max_tokens=r.max_tokens,
-                    stop_token_ids=[self._end_of_turn],
+                    stop_token_ids=self._end_of_generation,
+                    extra_args=None if r.constraint.is_free else guide_args(r.constraint, r.input),
                 )
                 for r in requests
             ]
             loras = [self._lora(r.adapter) for r in requests]
             outputs = self._llm.generate(prompts, sampling, lora_request=loras, use_tqdm=False)
+            self._evict(keep={lora.lora_int_id for lora in loras if lora is not None})
         return [
-            Completion(o.outputs[0].text.strip(), truncated=o.outputs[0].finish_reason == "length")
-            for o in outputs
+            self._completion(request, output.outputs[0])
+            for request, output in zip(requests, outputs, strict=True)
         ]
+
+    def _completion(self, request: Request, output) -> Completion:
+        tokens = [t for t in output.token_ids if t not in self._end_of_generation]
+        if request.constraint.is_free:
+            text = output.text.strip()
+        else:
+            # The answer's bytes as the runtime's guided decoding joins them (a settled
+            # label whole).
+            answer = b"".join(self._pieces[t] for t in tokens)
+            text = final_answer(request.constraint, request.input, answer)
+        return Completion(text, truncated=output.finish_reason == "length", tokens=len(tokens))
 
     def _prompt_ids(self, template: str, input_text: str) -> list[int]:
         # The runtime's tokenization (pawhub.interpreter, compiler.training): the
@@ -138,12 +167,20 @@ class VllmEngine(Engine):
         self._next_lora_id += 1
         folder = write_peft_adapter(path, self._folders / str(lora_id))
         self._adapters[key] = LoRARequest(f"adapter-{lora_id}", lora_id, str(folder))
-        while len(self._adapters) > MAX_CACHED_ADAPTERS:
-            _, evicted = self._adapters.popitem(last=False)
-            # vLLM keeps a loaded adapter in memory; its folder is only read on load.
-            self._llm.llm_engine.remove_lora(evicted.lora_int_id)
-            shutil.rmtree(evicted.lora_path, ignore_errors=True)
         return self._adapters[key]
+
+    def _evict(self, *, keep: set[int]) -> None:
+        """Drop the least recently used adapters over ``MAX_CACHED_ADAPTERS``, after a
+        batch (never one it used: a batch may hold more programs than the cache)."""
+        for key, lora in list(self._adapters.items()):
+            if len(self._adapters) <= MAX_CACHED_ADAPTERS:
+                break
+            if lora.lora_int_id in keep:
+                continue
+            del self._adapters[key]
+            # vLLM keeps a loaded adapter in memory; its folder is only read on load.
+            self._llm.llm_engine.remove_lora(lora.lora_int_id)
+            shutil.rmtree(lora.lora_path, ignore_errors=True)
 
 
 _shared: VllmEngine | None = None

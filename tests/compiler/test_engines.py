@@ -63,10 +63,13 @@ def test_the_vllm_compiler_is_hidden_unless_the_deployment_enables_it(settings):
 def test_an_enabled_deployment_offers_the_vllm_compiler(settings):
     settings.PAW_ENABLE_VLLM = True
     listed = {c["name"]: c for c in registry.compilers()}
-    assert listed[VLLM_ALIAS]["latest_snapshot"] == "paw-smollm2-135m-vllm-20261125"
+    assert listed[VLLM_ALIAS]["latest_snapshot"] == "paw-smollm2-135m-vllm-20261205"
     assert not listed[VLLM_ALIAS]["default"]
     snapshot = registry.resolve(VLLM_ALIAS)
-    assert (snapshot.engine, snapshot.pseudo_program) == ("vllm", "drafted")
+    assert (snapshot.engine, snapshot.pseudo_program) == ("vllm", "deterministic")
+    # The November snapshot, which drafts its pseudo-program, stays for its programs.
+    older = registry.resolve("paw-smollm2-135m-vllm-20261125")
+    assert (older.engine, older.pseudo_program) == ("vllm", "drafted")
     assert registry.resolve(None).engine == "llama.cpp"  # the default stays on CPU
     assert snapshot.fingerprint != registry.resolve(None).fingerprint
     assert VLLM_ALIAS in [name for name, _ in CompileForm().fields["compiler"].choices]

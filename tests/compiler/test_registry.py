@@ -85,3 +85,28 @@ def test_each_snapshot_pins_the_prompt_format_its_programs_run_with():
     assert old.prompt_template == prompt_template(pseudo, 1)
     assert new.prompt_template == prompt_template(pseudo, 2)
     assert old.prompt_template != new.prompt_template
+
+
+def test_the_vllm_snapshot_compiles_the_cpu_defaults_recipe(settings):
+    """One recipe, two engines: the vLLM alias's snapshot differs from the CPU
+    default's only in its name, its description and its engine."""
+    settings.PAW_ENABLE_VLLM = True
+    vllm = registry.resolve("paw-smollm2-135m-vllm")
+    cpu = registry.resolve("paw-smollm2-135m")
+    assert (vllm.name, vllm.engine) == ("paw-smollm2-135m-vllm-20261205", "vllm")
+    assert registry.compile_queue(vllm.name) == registry.GPU_COMPILE_QUEUE
+    ours, theirs = vllm.fingerprint_payload(), cpu.fingerprint_payload()
+    assert {key for key in ours if ours[key] != theirs[key]} == {"name", "engine"}
+    assert ours["constrained_output"] is True and ours["constraint_rules"] == 2
+    assert vllm.training["augment_variants"] > 0
+
+
+def test_old_snapshots_keep_their_fingerprints():
+    """Pinned: a snapshot's fingerprint is in every program id it compiled."""
+    pinned = {
+        "paw-smollm2-135m-20261124": "82847ab8d0240e03046bbd048e26afb6",
+        "paw-smollm2-135m-20261202c": "a423c521bbcc8fc00b6a4ff22573a3e8",
+        "paw-smollm2-135m-vllm-20261125": "4aa1ee94e48c8f1e43ee022101be0e8f",
+    }
+    for name, prefix in pinned.items():
+        assert registry._BY_NAME[name].fingerprint.startswith(prefix), name

@@ -201,3 +201,18 @@ def test_without_the_embedder_search_goes_by_words_alone(client, help_desk, monk
     assert semantic.program_embed(program_id=other.pk) == 0  # a ready program stays ready
     with pytest.raises(CommandError, match="cannot load"):
         call_command("embed_programs")
+
+
+def test_the_vllm_embedder_is_chosen_by_setting_and_says_when_vllm_is_missing(settings):
+    """PAW_EMBEDDING_ENGINE=vllm serves the same MiniLM through vLLM's pooling runner
+    (tests/vllm); where vLLM is not installed, as here, it is unavailable -- search
+    by meaning is off, text search goes on -- rather than failing the request."""
+    from programs import semantic
+
+    settings.PAW_EMBEDDING_ENGINE = "vllm"
+    chosen = semantic._make_embedder()
+    assert isinstance(chosen, semantic.VllmSpecEmbedder)
+    with pytest.raises(semantic.EmbedderUnavailable, match="on vLLM"):
+        chosen.embed(["anything"])
+    settings.PAW_EMBEDDING_ENGINE = "torch"
+    assert type(semantic._make_embedder()) is semantic.SpecEmbedder
