@@ -10,8 +10,15 @@ import os
 
 from celery import Celery
 from kombu import Queue
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paw_site.settings")
+
+# A filesystem:// broker URL (the embedded default) gets kombu's filesystem
+# transport writing each message whole before renaming it into the queue folder
+# (paw_site/broker.py). Through the alias, not the broker_transport setting,
+# which would override the scheme of every URL, a redis:// one included.
+TRANSPORT_ALIASES["filesystem"] = "paw_site.broker:Transport"
 
 app = Celery("paw_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -339,10 +339,6 @@ CELERY_BROKER_TRANSPORT_OPTIONS = (
 # (a broker that can vanish without closing the connection), or a tiny
 # visibility_timeout with unacked_restore_interval/throttle for a test.
 CELERY_BROKER_TRANSPORT_OPTIONS |= env.json("BROKER_TRANSPORT_OPTIONS", default={})
-if CELERY_BROKER_URL.startswith("filesystem://"):
-    # kombu's filesystem transport, writing each message whole before renaming
-    # it into the queue folder (paw_site/broker.py).
-    CELERY_BROKER_TRANSPORT = "paw_site.broker:Transport"
 if not _broker_is_redis:
     # The embedded default keeps broker and results in folders that must exist.
     for folder in ("queue", "processed", "control"):
