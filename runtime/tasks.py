@@ -17,7 +17,7 @@ import threading
 
 from celery import current_app, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_process_init
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 from django.db import OperationalError
 from django.utils import timezone
@@ -44,6 +44,16 @@ HARD_TIME_LIMIT = SOFT_TIME_LIMIT + 10
 def warm_up(**kwargs):
     consumed = current_app.amqp.queues.consume_from
     if RUNTIME_QUEUE in consumed or CHECKS_QUEUE in consumed:
+        threading.Thread(target=interpreter, name="warm-up", daemon=True).start()
+
+
+@worker_ready.connect
+def warm_up_vllm(**kwargs):
+    # A vLLM runtime worker runs a thread pool (no process init): its one engine
+    # starts (~30 s) when the worker is ready, not in its first call's time limit.
+    if settings.PAW_RUNTIME_ENGINE == "vllm" and RUNTIME_QUEUE in (
+        current_app.amqp.queues.consume_from
+    ):
         threading.Thread(target=interpreter, name="warm-up", daemon=True).start()
 
 

