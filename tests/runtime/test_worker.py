@@ -167,12 +167,17 @@ class Browser:
 def test_fifty_concurrent_try_it_calls_are_all_answered_right(
     runtime_worker, site, program, user, local_outputs
 ):
-    browser = Browser(site, user)
-    assert browser.open(program.get_absolute_url())[0] == 200  # sets the CSRF cookie
+    """Fifty people at once (one person may have only a few runs waiting at once:
+    tests/reliability/test_runs_hold_no_thread.py)."""
+    from tests.factories import UserFactory
+
+    browsers = [Browser(site, person) for person in UserFactory.create_batch(50)]
+    for browser in browsers:
+        assert browser.open(program.get_absolute_url())[0] == 200  # sets the CSRF cookie
     child = pool_child(runtime_worker)
     texts = [URGENCY_INPUTS[i % len(URGENCY_INPUTS)] for i in range(50)]
 
-    def try_it(text):
+    def try_it(browser, text):
         status, body = browser.open(
             f"/p/{program.pk}/try/", {"input": text}, headers={"HX-Request": "true"}
         )
@@ -181,7 +186,7 @@ def test_fifty_concurrent_try_it_calls_are_all_answered_right(
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=50) as pool:
-        answers = list(pool.map(try_it, texts))
+        answers = list(pool.map(try_it, browsers, texts))
     print(f"\n50 concurrent calls answered in {time.monotonic() - started:.1f} s")
     assert answers == [(200, local_outputs[text]) for text in texts]
     assert runtime_worker.proc.poll() is None and pool_child(runtime_worker) == child
