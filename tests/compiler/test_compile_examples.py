@@ -3,7 +3,6 @@
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from compiler import services
 from compiler.models import CompileJob
 from compiler.spec import MAX_EXAMPLES, parse_spec
 from programs.models import Program
@@ -13,20 +12,6 @@ from tests.factories import ProgramFactory, UserFactory
 pytestmark = pytest.mark.django_db
 
 PASTE = "Nobody can log in, the whole site is down -> urgent\nWhere is my invoice? -> low\n"
-
-
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def no_enqueue(monkeypatch):
-    """Record what would be sent to the broker; these tests run no worker."""
-    sent = []
-    monkeypatch.setattr(services, "enqueue", sent.append)
-    return sent
 
 
 def rows_of(response):

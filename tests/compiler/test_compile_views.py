@@ -34,20 +34,6 @@ def form_data(rows, action="compile", **fields):
     return data
 
 
-@pytest.fixture
-def signed_in(client, user):
-    client.force_login(user)
-    return client
-
-
-@pytest.fixture
-def no_enqueue(monkeypatch):
-    """Record what would be sent to the broker; these tests run no worker."""
-    sent = []
-    monkeypatch.setattr(services, "enqueue", sent.append)
-    return sent
-
-
 def test_compile_page_needs_sign_in(client):
     response = client.get(reverse("compile"))
     assert response.status_code == 302 and "/accounts/login/" in response["Location"]
