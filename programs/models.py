@@ -329,6 +329,10 @@ class Program(models.Model):
     selfcheck_accuracy = models.FloatField(null=True, blank=True)
     heldout_accuracy = models.FloatField(null=True, blank=True)
     heldout_count = models.PositiveIntegerField(default=0)
+    # The share of the spec's examples on which decoding freely (as the official SDK
+    # runs a program locally) gives the same answer as decoding within the program's
+    # output constraint (as the hub and pawhub run it); null when not measured.
+    sdk_agreement = models.FloatField(null=True, blank=True)
 
     # The sum of this program's votes, recomputed under a row lock by vote_toggle.
     score = models.IntegerField(default=0)

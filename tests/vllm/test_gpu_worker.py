@@ -24,6 +24,11 @@ VLLM_ALIAS = "paw-smollm2-135m-vllm"
 def site(tmp_path_factory, base_dir):
     """Django set up in this process on a fresh var folder, as the web process is."""
     var = tmp_path_factory.mktemp("gpu-site-var")
+    # The embedded default, whatever the caller exported: CI exports its PostgreSQL
+    # and Redis for the main suite, and this test must not write into (or collide
+    # with rows left in) that long-lived database, nor share its queues.
+    for name in ("DATABASE_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND", "CACHE_URL"):
+        os.environ.pop(name, None)
     os.environ.update(
         DJANGO_SETTINGS_MODULE="paw_site.settings",
         PAW_VAR_DIR=str(var),
