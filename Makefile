@@ -22,7 +22,7 @@ GPU_RUNTIME_THREADS ?= 32
 # it, and `pip install ./sdk` alone (no Django, torch or transformers).
 SDK_VENV := .venv-sdk
 SDK_VERSION := 0.4.14
-SDK_STAMP := $(SDK_VENV)/.deps-programasweights-$(SDK_VERSION)
+SDK_STAMP := $(SDK_VENV)/.deps-programasweights-$(SDK_VERSION)-pawhub
 PAWHUB_VENV := .venv-pawhub
 PAWHUB_STAMP := $(PAWHUB_VENV)/.deps-$(shell cat sdk/pyproject.toml | sha256sum | cut -c1-12)
 HOST ?= 127.0.0.1
@@ -78,6 +78,9 @@ $(SDK_STAMP):
 	$(PYTHON) -m venv $(SDK_VENV)
 	$(SDK_VENV)/bin/pip install --quiet --upgrade pip
 	$(SDK_VENV)/bin/pip install programasweights==$(SDK_VERSION)
+	# pawhub beside it, as a user who wants the hub's answers from the SDK installs it
+	# (its constraint as the SDK's logits_processor); the SDK itself stays as shipped.
+	$(SDK_VENV)/bin/pip install ./sdk
 	rm -f $(SDK_VENV)/.deps-*
 	touch $@
 
@@ -93,6 +96,7 @@ $(PAWHUB_STAMP): sdk/pyproject.toml | $(BIN)/python
 # the package as `pip install ./sdk` builds it now.
 sdk-envs: $(SDK_STAMP) $(PAWHUB_STAMP)
 	$(BIN)/pip --python $(PAWHUB_VENV)/bin/python install --quiet --no-deps --force-reinstall ./sdk
+	$(SDK_VENV)/bin/pip install --quiet --no-deps --force-reinstall ./sdk
 
 test-sdk: install sdk-envs
 	PAW_VAR_DIR=$(CURDIR)/var/test $(BIN)/pytest tests/sdk $(PYTEST_ARGS)

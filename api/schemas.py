@@ -310,6 +310,11 @@ class ProgramOut(ProgramSummaryOut):
     example_count: int
     selfcheck_accuracy: float | None
     heldout_accuracy: float | None
+    sdk_agreement: float | None = Field(
+        description="The share of the spec's examples on which the official PAW SDK's local "
+        "run (free decoding on the shipped base file) gives the program's answer here; "
+        "null when not measured. Below 1, run it with `remote=True` or through `pawhub`."
+    )
     output: OutputOut = Field(
         description="What the answers may be, read off the examples at compile time: "
         "`choice` (one of `choices`), `span` (whole words copied from the input), `shape` "

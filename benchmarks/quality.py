@@ -58,7 +58,7 @@ from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
 from pawhub.constraint import OutputConstraint  # noqa: E402
-from pawhub.interpreter import available_cores  # noqa: E402
+from pawhub.interpreter import available_cores, shipped_interpreter  # noqa: E402
 from pawhub.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
@@ -121,12 +121,13 @@ def recording_fit_lora():
 
 def score(template: str, pairs, *, adapter, constraint=None) -> dict:
     run = pipeline.interpreter().run
-    hits, latencies, misses = 0, [], []
+    hits, latencies, misses, outputs = 0, [], [], []
     for input_text, expected in pairs:
         result = run(
             template, input_text, adapter=adapter, max_tokens=MAX_TOKENS, constraint=constraint
         )
         latencies.append(result.latency_ms)
+        outputs.append(result.output)
         if result.output == expected.strip():
             hits += 1
         else:
@@ -137,7 +138,18 @@ def score(template: str, pairs, *, adapter, constraint=None) -> dict:
         "n": len(pairs),
         "median_ms": statistics.median(latencies),
         "misses": misses,
+        "outputs": outputs,
     }
+
+
+def sdk_agreement(template: str, held_out, *, adapter, hub_answers) -> float:
+    """How often the official SDK's local run -- free decoding on the shipped Q4_1
+    base, as tests/sdk checks it decodes -- answers what the hub answers."""
+    run = shipped_interpreter().run
+    free = [
+        run(template, text, adapter=adapter, max_tokens=MAX_TOKENS).output for text, _ in held_out
+    ]
+    return sum(a == b for a, b in zip(free, hub_answers, strict=True)) / len(held_out)
 
 
 def bench_task(task: dict, snapshot) -> dict:
@@ -173,6 +185,9 @@ def bench_task(task: dict, snapshot) -> dict:
             "unguided": score(template, held_out, adapter=q4_path),
             "f16": score(template, held_out, adapter=f16_path, constraint=constraint),
         }
+        agreement = sdk_agreement(
+            template, held_out, adapter=q4_path, hub_answers=scores["compiled"]["outputs"]
+        )
         return {
             "name": task["name"],
             "kind": task["kind"],
@@ -183,6 +198,7 @@ def bench_task(task: dict, snapshot) -> dict:
             "compile_s": compile_s,
             "stage_seconds": compiled.stage_seconds,
             "selfcheck": compiled.selfcheck_accuracy,
+            "sdk_agreement": agreement,
             "spec_heldout": compiled.heldout_accuracy,
             "q4_bytes": q4_path.stat().st_size,
             "f16_bytes": f16_path.stat().st_size,
@@ -282,6 +298,12 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
         "seeds": sorted({r["seed"] for r in results}),
         "quick": quick,
         "splits": split_summary(results),
+        # The official SDK's local (free) answers against the hub's, on held-out inputs.
+        "sdk_agreement_by_kind": {
+            kind: round(mean([r["sdk_agreement"] for r in results if r["kind"] == kind]), 4)
+            for kind in sorted({r["kind"] for r in results})
+        },
+        "sdk_agreement_mean": round(mean([r["sdk_agreement"] for r in results]), 4),
         "tasks": {
             f"{r['name']}@{r['seed']}": {
                 "kind": r["kind"],
@@ -292,6 +314,7 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
                 "compile_s": round(r["compile_s"], 1),
                 "stage_seconds": r["stage_seconds"],
                 "compiled_median_ms": round(r["scores"]["compiled"]["median_ms"], 1),
+                "sdk_agreement": round(r["sdk_agreement"], 4),
                 "q4_bytes": r["q4_bytes"],
                 "f16_bytes": r["f16_bytes"],
             }
@@ -337,6 +360,11 @@ def print_summary(results: list[dict], summary: dict) -> None:
         f"one-time setup (HF base folder, llama.cpp load): {summary['setup_s']:.1f}s; "
         f"{summary['cores']} cores, 1-minute load average {summary['load_avg_1m']['start']} "
         f"at the start, {summary['load_avg_1m']['after_each_task']} after each task"
+    )
+    agreement = ", ".join(f"{k} {v:.3f}" for k, v in summary["sdk_agreement_by_kind"].items())
+    print(
+        f"official SDK's local (free) answers = the hub's: {summary['sdk_agreement_mean']:.3f} "
+        f"({agreement})"
     )
     missed = [name for name, met in summary["targets_met"].items() if not met]
     print("targets: " + ("all met" if not missed else "missed " + ", ".join(missed)))

@@ -44,6 +44,7 @@ class CompileResult:
     selfcheck_accuracy: float
     heldout_accuracy: float | None
     heldout_count: int
+    sdk_agreement: float  # see sdk_agreement()
     adapter_size: int
     adapter_sha256: str
     bundle_size: int
@@ -59,6 +60,22 @@ def interpreter():
     from pawhub.interpreter import shared_interpreter
 
     return shared_interpreter()
+
+
+def sdk_agreement(template, adapter, examples, hub_answers) -> float:
+    """The share of ``examples`` on which the program decoded freely on the shipped
+    base file -- as the official PAW SDK runs a program locally -- answers what it
+    answers within its output constraint on the hub (``hub_answers``, in order).
+    The program page shows it, so a user knows whether the SDK's local run will do."""
+    from pawhub.interpreter import shipped_interpreter
+
+    run = shipped_interpreter().run
+    free = [
+        run(template, text, adapter=adapter, max_tokens=engines.VALIDATION_MAX_TOKENS).output
+        for text, _ in examples
+    ]
+    same = sum(a == b for a, b in zip(free, hub_answers, strict=True))
+    return same / len(examples) if examples else 1.0
 
 
 def split_examples(examples):
@@ -142,8 +159,10 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
     sets = [engines.ScoringSet(template, train, adapter, constraint)]
     if held_out:
         sets.append(engines.ScoringSet(template, held_out, adapter, constraint))
-    selfcheck, *heldout = engine.score_sets(sets)
-    heldout = heldout[0] if heldout else None
+    answers = engine.decode_sets(sets)
+    selfcheck = engines.exact_match(answers[0], train)
+    heldout = engines.exact_match(answers[1], held_out) if held_out else None
+    agreement = sdk_agreement(template, adapter, train + held_out, sum(answers, []))
 
     enter("packaging")
     bundle = workdir / BUNDLE_FILE
@@ -177,6 +196,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         selfcheck_accuracy=selfcheck,
         heldout_accuracy=heldout,
         heldout_count=len(held_out),
+        sdk_agreement=agreement,
         adapter_size=adapter.stat().st_size,
         adapter_sha256=sha256_file(adapter),
         bundle_size=bundle.stat().st_size,

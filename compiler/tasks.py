@@ -150,6 +150,7 @@ def publish(job, program, result, workdir):
                 selfcheck_accuracy=result.selfcheck_accuracy,
                 heldout_accuracy=result.heldout_accuracy,
                 heldout_count=result.heldout_count,
+                sdk_agreement=result.sdk_agreement,
                 adapter_path=keys[ADAPTER_FILE],
                 adapter_size=result.adapter_size,
                 adapter_sha256=result.adapter_sha256,

@@ -16,7 +16,9 @@ that is installed, the same few inputs the hub answered:
   output constraint, so its answers are the hub's;
 - the official PAW SDK (``pip install programasweights``), pointed at this hub
   with ``PAW_API_URL``: ``paw.function(program_id)``, which fetches the bundle
-  and the base model itself and decodes freely (``remote=True`` runs it on the hub).
+  and the base model itself and decodes freely (``remote=True`` runs it on the hub);
+  with ``pawhub`` installed too, again with ``logits_processor=pawhub.guided(...)``,
+  the program's output constraint, which gives the hub's answers.
 """
 
 import argparse
@@ -201,6 +203,15 @@ def run_locally(base_url, api_key, program_id, bundle_path):
         fn = paw.function(program_id)
         for text in TRY_INPUTS:
             print(f"  programasweights: {text!r} -> {fn(text)!r}")
+        try:
+            import pawhub
+        except ImportError:
+            return
+        # The program's output constraint as the SDK's logits processor: the hub's answers.
+        guided = pawhub.guided(program_id, url=base_url, api_key=api_key or None)
+        for text in TRY_INPUTS:
+            answer = fn(text, logits_processor=guided(text))
+            print(f"  programasweights + pawhub.guided: {text!r} -> {answer!r}")
 
 
 if __name__ == "__main__":

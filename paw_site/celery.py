@@ -13,6 +13,11 @@ from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "paw_site.settings")
+# A worker's stdout and stderr reach its log as WARNING lines, so library progress
+# bars (transformers' GGUF dequantizing and weight loading, the hub client's) would
+# fill the console with redraws; a compile's progress is its job's stage and percent.
+os.environ.setdefault("TQDM_DISABLE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
 # A filesystem:// broker URL (the embedded default) gets kombu's filesystem
 # transport writing each message whole before renaming it into the queue folder

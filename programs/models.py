@@ -399,6 +399,21 @@ class Program(models.Model):
         return Score.from_accuracy(self.heldout_accuracy, self.heldout_count)
 
     @property
+    def sdk_agreement_score(self):
+        """k/n: on k of its n examples the official SDK's local (free) decoding gives
+        the program's constrained answer; None when it was not measured."""
+        return Score.from_accuracy(self.sdk_agreement, self.example_count)
+
+    @property
+    def sdk_runs_it_locally(self):
+        """Whether the official SDK's local run can be recommended: it agreed on
+        every example, or the program has no output constraint to miss."""
+        agreement = self.sdk_agreement_score
+        if agreement is None:
+            return self.constraint.is_free
+        return agreement.correct == agreement.total
+
+    @property
     def needs_more_examples(self):
         """A ready program whose held-out score is low, rough or missing."""
         held = self.heldout_score

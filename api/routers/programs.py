@@ -114,6 +114,7 @@ def program_out(request, program, alias=None):
         "example_count": program.example_count,
         "selfcheck_accuracy": program.selfcheck_accuracy,
         "heldout_accuracy": program.heldout_accuracy,
+        "sdk_agreement": program.sdk_agreement,
         "output": program.constraint.to_dict(),
         "adapter": _artifact(request, program, "adapter"),
         "bundle": _artifact(request, program, "bundle"),

@@ -66,6 +66,14 @@ class ScoringSet:
     constraint: OutputConstraint = OutputConstraint()
 
 
+def exact_match(answers: list[str], pairs: list[tuple[str, str]]) -> float:
+    """The share of ``answers`` equal to the pairs' expected outputs (stripped)."""
+    hits = sum(
+        answer == expected.strip() for answer, (_, expected) in zip(answers, pairs, strict=True)
+    )
+    return hits / len(pairs) if pairs else 0.0
+
+
 class Engine:
     name = ""
 
@@ -90,19 +98,22 @@ class Engine:
             return deterministic
         return pseudo_program(line, examples)
 
-    def score_sets(self, sets: list[ScoringSet]) -> list[float]:
-        """Exact-match accuracy of each set, all sets decoded as one batch."""
+    def decode_sets(self, sets: list[ScoringSet]) -> list[list[str]]:
+        """Each set's answers (stripped), all sets decoded as one batch."""
         requests = [
             Request(s.template, input_text, s.adapter, VALIDATION_MAX_TOKENS, s.constraint)
             for s in sets
             for input_text, _ in s.pairs
         ]
         outputs = iter(self.generate(requests))
-        scores = []
-        for s in sets:
-            hits = sum(next(outputs).text == expected.strip() for _, expected in s.pairs)
-            scores.append(hits / len(s.pairs) if s.pairs else 0.0)
-        return scores
+        return [[next(outputs).text for _ in s.pairs] for s in sets]
+
+    def score_sets(self, sets: list[ScoringSet]) -> list[float]:
+        """Exact-match accuracy of each set, all sets decoded as one batch."""
+        return [
+            exact_match(answers, s.pairs)
+            for answers, s in zip(self.decode_sets(sets), sets, strict=True)
+        ]
 
     def score(self, template: str, pairs: list[tuple[str, str]], *, adapter: Path | None) -> float:
         """Exact-match accuracy of ``adapter`` on ``pairs``."""

@@ -19,10 +19,8 @@ the next token for one request (``GuidedRequest.allowed``). No vLLM, no torch.
 import dataclasses
 
 from pawhub.constraint import Guide, OutputConstraint
+from pawhub.guided import GUIDE_TOP_K, valid_tokens  # noqa: F401 (GUIDE_TOP_K: vllm_guided's)
 
-# Look for the next valid token among this many most likely ones first
-# (pawhub.interpreter.GUIDE_TOP_K: the same candidates, in the same order).
-GUIDE_TOP_K = 64
 EXTRA_ARGS_KEY = "paw_guide"  # SamplingParams.extra_args[...] = {"constraint", "input"}
 # llama-cpp-python detokenizes one token into a 32-byte buffer: the 47 longer
 # SmolLM2 tokens (runs of 33+ spaces or dashes) come out empty there, so the
@@ -126,19 +124,14 @@ class GuidedRequest:
         """The tokens of ``ranked`` (ids, most likely first) that keep the answer
         valid -- an end-of-generation token only where the answer is whole --
         in order; only the first of them when greedy."""
-        allowed = []
-        for token in ranked:
-            if token in self.eog:
-                valid = self.guide.may_end(self.answer)
-            else:
-                # A token with no text (a control token) would let the answer stall.
-                piece = self.pieces[token] if token < len(self.pieces) else b""
-                valid = bool(piece) and self.guide.allows(self.answer + piece)
-            if valid:
-                allowed.append(token)
-                if self.greedy:
-                    break
-        return allowed
+        return valid_tokens(
+            self.guide,
+            self.answer,
+            ranked,
+            lambda token: self.pieces[token] if token < len(self.pieces) else b"",
+            self.eog.__contains__,
+            self.greedy,
+        )
 
 
 def final_answer(constraint: OutputConstraint, input_text: str, answer: bytes) -> str:

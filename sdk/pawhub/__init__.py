@@ -14,6 +14,13 @@ or from a shell: ``pawhub run program.paw "your input"``. From a hub
 
     classify = pawhub.function("alice/support-urgency")
     print(classify("Nobody can log in"))
+
+With the official PAW SDK, the program's constraint as logits processors
+(``pawhub.guided``) makes its local answers the hub's::
+
+    fn = programasweights.function("alice/support-urgency")
+    guided = pawhub.guided("alice/support-urgency")
+    print(fn("Nobody can log in", logits_processor=guided("Nobody can log in")))
 """
 
 __version__ = "0.1.0"
@@ -32,3 +39,11 @@ def function(ref, **hub_options):
     from pawhub.hub import function
 
     return function(ref, **hub_options)
+
+
+def guided(ref, **options):
+    """A hub program's output constraint as llama.cpp logits processors: see
+    ``pawhub.hub.guided``."""
+    from pawhub.hub import guided
+
+    return guided(ref, **options)

@@ -342,5 +342,24 @@ def function(ref: str, **hub_options) -> Function:
     return Function(ref, hub=Hub(**hub_options) if hub_options else None)
 
 
+def guided(ref: str, *, vocabulary=None, **hub_options):
+    """The hub program ``ref``'s output constraint as llama.cpp logits processors
+    (``pawhub.guided.Guided``), for a runtime that takes them -- the official PAW
+    SDK: ``fn(text, logits_processor=guided(text))`` then answers as the hub does.
+    The bundle comes through this package's cache; the base model's vocabulary from
+    ``vocabulary`` (a GGUF path or a loaded ``llama_cpp.Llama`` of the same base),
+    else the base model pawhub runs (fetched from the hub when not installed)."""
+    from pawhub.bundle import read_bundle
+    from pawhub.guided import Guided, Vocabulary
+
+    hub = Hub(**hub_options)
+    constraint = read_bundle(hub.pull(ref)).meta.constraint
+    if vocabulary is None:
+        vocabulary = Vocabulary(hub.ensure_base_model())
+    elif not isinstance(vocabulary, Vocabulary):
+        vocabulary = Vocabulary(vocabulary)
+    return Guided(constraint, vocabulary)
+
+
 def progress_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)

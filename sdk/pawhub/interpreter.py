@@ -49,6 +49,7 @@ from pawhub.calls import (  # noqa: F401 (the bounds are part of this module's i
 )
 from pawhub.constraint import Guide, OutputConstraint
 from pawhub.cores import available_cores
+from pawhub.guided import allowed_tokens
 from pawhub.model import load_llama, runtime_model_path
 from pawhub.prompt import split
 
@@ -60,8 +61,6 @@ DEFAULT_MAX_CACHED_ADAPTERS = 8
 # ~80 program heads of ~140 tokens; a worker's memory is dominated by this and the model.
 DEFAULT_PREFIX_CACHE_BYTES = 256 * 1024 * 1024
 HEAD_TOKENS_CACHED = 256
-# Guided decoding looks for the next valid token among this many most likely ones first.
-GUIDE_TOP_K = 64
 
 
 class AdapterLoadError(RuntimeError):
@@ -259,11 +258,9 @@ class Interpreter:
             llama_cpp.llama_get_logits_ith(self._llm.ctx, -1), shape=(self._n_vocab,)
         )
         greedy = temperature <= 0
-        top = np.argpartition(-logits, GUIDE_TOP_K)[:GUIDE_TOP_K]
-        allowed = self._allowed(guide, answer, top[np.argsort(-logits[top])], first=greedy)
-        if not allowed:
-            # Rare: nothing valid among the most likely tokens; look through them all.
-            allowed = self._allowed(guide, answer, np.argsort(-logits), first=greedy)
+        allowed = allowed_tokens(
+            guide, answer, logits, piece=self._piece, is_end=self._is_end, first=greedy
+        )
         if not allowed:
             return None
         if greedy:
@@ -271,24 +268,10 @@ class Interpreter:
         else:
             weights = np.exp((logits[allowed] - logits[allowed].max()) / temperature)
             token = allowed[int(self._rng.choice(len(allowed), p=weights / weights.sum()))]
-        return None if llama_cpp.llama_vocab_is_eog(self._vocab, token) else token
+        return None if self._is_end(token) else token
 
-    def _allowed(self, guide: Guide, answer: bytes, ranked, *, first: bool) -> list[int]:
-        """The tokens of ``ranked`` that keep the answer valid (an end of turn: that
-        end it here), in order; with ``first``, only the first of them."""
-        allowed = []
-        for token in ranked.tolist():
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
-                valid = guide.may_end(answer)
-            else:
-                # A token with no text (a control token) would let the answer stall.
-                piece = self._piece(token)
-                valid = bool(piece) and guide.allows(answer + piece)
-            if valid:
-                allowed.append(token)
-                if first:
-                    break
-        return allowed
+    def _is_end(self, token: int) -> bool:
+        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
 
     def _piece(self, token: int) -> bytes:
         piece = self._pieces.get(token)
@@ -416,6 +399,7 @@ class Interpreter:
 
 
 _shared: Interpreter | None = None
+_shipped: Interpreter | None = None
 _shared_lock = threading.Lock()
 
 
@@ -432,3 +416,21 @@ def shared_interpreter() -> Interpreter:
         if _shared is None:
             _shared = Interpreter(n_threads=int(os.environ.get("RUNTIME_THREADS") or 0) or None)
         return _shared
+
+
+def shipped_interpreter() -> Interpreter:
+    """The process's interpreter on the shipped base file itself (Q4_1, as the
+    official PAW SDK runs a program locally, where the runtime runs its Q8_0
+    copy), loaded on first use with the runtime's threads: what measures how
+    often the SDK's free decoding gives a program's constrained answers."""
+    global _shipped
+    with _shared_lock:
+        if _shipped is None:
+            from pawhub.model import base_model_path
+
+            _shipped = Interpreter(
+                base_model_path(),
+                n_threads=int(os.environ.get("RUNTIME_THREADS") or 0) or None,
+                prefix_cache_bytes=32 * 1024 * 1024,
+            )
+        return _shipped

@@ -122,6 +122,7 @@ class Attempt:
             selfcheck_accuracy=1.0,
             heldout_accuracy=None,
             heldout_count=0,
+            sdk_agreement=1.0,
             adapter_size=adapter.stat().st_size,
             adapter_sha256=sha256_file(adapter),
             bundle_size=bundle.stat().st_size,

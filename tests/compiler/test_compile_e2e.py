@@ -98,6 +98,8 @@ def test_a_spec_compiles_into_a_checked_program(celery_worker, user):
     # 12 examples: 9 to train on, 3 held out; the program must have learned its own examples.
     assert program.heldout_count == 3
     assert program.selfcheck_accuracy >= 0.8
+    # How often the official SDK's free decoding gives these answers: measured, per example.
+    assert program.sdk_agreement is not None and round(program.sdk_agreement * 12, 6).is_integer()
     print(f"self-check {program.selfcheck_accuracy:.2f} held-out {program.heldout_accuracy:.2f}")
 
     # Nothing half-written is left behind.

@@ -101,6 +101,30 @@ def test_program_page_shows_everything_about_it(client, user):
         assert expected in page, expected
 
 
+@pytest.mark.parametrize(
+    ("agreement", "expected", "remote"),
+    [
+        (0.75, "30/40 (75 %)", True),  # the SDK misses some: run it here, or guided
+        (1.0, "40/40 (100 %)", False),  # the SDK gives the hub's answers: run it locally
+        (None, "not measured for this program", True),  # compiled before it was measured
+    ],
+)
+def test_use_it_reports_the_sdks_measured_agreement(client, user, agreement, expected, remote):
+    program = ProgramFactory(
+        owner=user,
+        example_count=40,
+        heldout_count=10,
+        sdk_agreement=agreement,
+        output_constraint={"kind": "span"},
+    )
+    page = client.get(program.get_absolute_url()).content.decode()
+    usage = page[page.index('id="usage-title"') : page.index("From <code>pawhub</code>")]
+    assert expected in usage
+    assert (f'paw.function("{program.id}", remote=True)' in usage) is remote
+    assert (f'paw run {program.id} "your input here" --remote' in usage) is remote
+    assert (f'logits_processor=pawhub.guided("{program.id}")' in usage) is (agreement == 0.75)
+
+
 def test_compiling_program_page_links_the_compile_and_offers_no_download(client):
     program = ProgramFactory(status=Program.Status.COMPILING)
     page = client.get(program.get_absolute_url()).content.decode()

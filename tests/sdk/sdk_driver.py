@@ -11,7 +11,9 @@ evaluation (SIGILL/SIGSEGV; pawhub.model.extra_buffer_types_usable). The SDK
 calls plain `Llama()`, so on such a host this driver -- and only on such a
 host -- makes llama.cpp's default model parameters leave the extra buffer
 types out before the SDK loads anything. That is the one change around the
-SDK; every call below is the SDK as shipped.
+SDK; every call below is the SDK as shipped. (pawhub is installed beside it, as
+a user who wants the hub's answers locally installs it: only `step_guided` uses
+it, through the SDK's own `logits_processor` argument.)
 """
 
 import json
@@ -100,6 +102,19 @@ def step_run(paw, args):
     return out
 
 
+def step_guided(paw, args):
+    """A local function's answers as the SDK decodes them (freely), and with the
+    program's output constraint from pawhub as the SDK's `logits_processor`."""
+    import pawhub
+
+    fn = paw.function(args["ref"])
+    guided = pawhub.guided(args["ref"])
+    return {
+        "free": [fn(text) for text in args["inputs"]],
+        "guided": [fn(text, logits_processor=guided(text)) for text in args["inputs"]],
+    }
+
+
 def step_unknown(paw, args):
     started = time.monotonic()
     try:
@@ -129,7 +144,7 @@ STEPS = {name[5:]: f for name, f in globals().items() if name.startswith("step_"
 
 def main():
     step, args = sys.argv[1], json.loads(sys.argv[2])
-    amx = amx_safe_llama() if step in ("run", "prepare", "offline") else False
+    amx = amx_safe_llama() if step in ("run", "prepare", "offline", "guided") else False
     import programasweights as paw
 
     result = STEPS[step](paw, args)

@@ -298,6 +298,26 @@ def test_pawhub_alone_compiles_and_answers_as_the_site_does(hub, tmp_path):
         == runtime["local_sdk"]["base_model"]["sha256"]
     )
 
+    # The official SDK on this span program: decoding freely it misses answers, at the
+    # rate the program page reports (measured at compile time on the spec's examples);
+    # with pawhub's constraint as its logits processor it gives the hub's answers.
+    examples = [line[7:] for line in EMAIL_SPEC.splitlines() if line.startswith("Input: ")]
+    texts = EMAIL_INPUTS + examples
+    (tmp_path / "paw-cache").mkdir()
+    sdk_env = env | {
+        "PAW_API_URL": url,
+        "PAW_API_KEY": key,
+        "PAW_CACHE_DIR": str(tmp_path / "paw-cache"),
+    }
+    both = sdk("guided", {"ref": program_id, "inputs": texts}, sdk_env)
+    hub_says = site_answers(url, key, program_id, texts)
+    assert both["guided"] == hub_says
+    free = both["free"][len(EMAIL_INPUTS) :]
+    measured = sum(a == b for a, b in zip(free, hub_says[len(EMAIL_INPUTS) :], strict=True))
+    recorded = Program.objects.get(pk=program_id).sdk_agreement * len(examples)
+    print(f"\nSDK free decoding: {measured}/{len(examples)} examples; recorded {recorded:.0f}")
+    assert abs(measured - recorded) <= 1, (free, hub_says)
+
     # By name (given through the API, as a user would), one input.
     patch = urllib.request.Request(
         f"{url}/api/v1/programs/{program_id}",

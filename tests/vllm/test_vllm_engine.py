@@ -116,6 +116,7 @@ def test_a_compile_with_the_vllm_snapshot_makes_a_valid_bundle(engine, tmp_path,
     assert (result.example_count, result.heldout_count) == (8, 2)
     assert 0.0 <= result.selfcheck_accuracy <= 1.0
     assert result.heldout_accuracy is not None
+    assert 0.0 <= result.sdk_agreement <= 1.0 and round(result.sdk_agreement * 8, 6).is_integer()
     assert set(result.stage_seconds) == {
         "parsing",
         "pseudo-program",
