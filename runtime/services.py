@@ -2,10 +2,12 @@
 
 The web process never loads llama.cpp: it sends the call to the `runtime`
 queue and waits, for at most ``RUNTIME_WAIT_SECONDS``, for a worker's answer.
-Under ASGI the views await ``program_run_async``, which polls the result store
-with ``asyncio.sleep`` in between, so a waiting run holds no thread and the
-site keeps serving pages. Case checks go to their own queue
-(``runtime_checks``), so a burst of cases never waits in front of a person's run.
+Under ASGI the views await ``program_run_async``, which holds no thread while it
+waits, so the site keeps serving pages: with a Redis result store it awaits the
+message the worker publishes on the result's key (subscribed before the call is
+sent), else it polls the result store with ``asyncio.sleep`` in between. Case
+checks go to their own queue (``runtime_checks``), so a burst of cases never
+waits in front of a person's run.
 With a ``caller``, a run counts against the caller's run quota and holds one
 of its few concurrent-run slots (paw_site.limits).
 Every way a call can fail ends in ``RunError``, whose ``code`` and ``status``
@@ -21,6 +23,7 @@ from asgiref.sync import sync_to_async
 from billiard.exceptions import WorkerLostError
 from celery import states
 from celery.exceptions import TimeoutError as ResultTimeout
+from celery.utils import uuid
 from django.conf import settings
 from django.db import transaction
 from kombu.exceptions import OperationalError as BrokerError
@@ -46,6 +49,8 @@ RETRY_AFTER_SECONDS = 5
 # small program takes tens of ms), then less, up to the longest interval.
 POLL_FIRST_SECONDS = 0.005
 POLL_MAX_SECONDS = 0.02
+# With a pushed answer, the store is still read this often, in case a message is lost.
+PUSHED_POLL_SECONDS = 0.5
 
 
 class RunError(Exception):
@@ -69,11 +74,12 @@ def _check(program, input_text, max_tokens, temperature):
         raise RunError("broken_program", "This program's files are missing, so it cannot run.")
 
 
-def _send(program, input_text, max_tokens, temperature):
+def _send(program, input_text, max_tokens, temperature, task_id=None):
     try:
         return tasks.run_program.apply_async(
             (program.pk, input_text, max_tokens, temperature),
             expires=settings.RUNTIME_WAIT_SECONDS,
+            task_id=task_id,
         )
     except BrokerError as exc:
         raise RunError("unavailable", "Programs cannot run right now; try again later.") from exc
@@ -133,33 +139,93 @@ def _poll(pending):
     return None
 
 
+class _Polled:
+    """Waiting on a result store that is only read: a growing interval between reads."""
+
+    def __init__(self):
+        self.interval = POLL_FIRST_SECONDS
+
+    async def __aenter__(self):
+        return self
+
+    async def __aexit__(self, *exc):
+        pass
+
+    async def wait(self):
+        await asyncio.sleep(self.interval)
+        self.interval = min(self.interval * 1.5, POLL_MAX_SECONDS)
+
+
+class _Pushed:
+    """Waiting on the Redis result store's message: Celery's Redis backend publishes
+    each result on its key's channel as it stores it. Subscribed before the task is
+    sent, so the message cannot come first; the store is still read every
+    PUSHED_POLL_SECONDS in case a message is lost (a reconnect)."""
+
+    def __init__(self, url, channel):
+        import redis.asyncio
+
+        self._client = redis.asyncio.from_url(url)
+        self._pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+        self._channel = channel
+
+    async def __aenter__(self):
+        from redis.exceptions import RedisError
+
+        try:
+            await self._pubsub.subscribe(self._channel)
+        except RedisError as exc:
+            await self._client.aclose()
+            raise RunError(
+                "unavailable", "Programs cannot run right now; try again later."
+            ) from exc
+        return self
+
+    async def __aexit__(self, *exc):
+        await self._pubsub.aclose()
+        await self._client.aclose()
+
+    async def wait(self):
+        await self._pubsub.get_message(timeout=PUSHED_POLL_SECONDS)
+
+
+def _waiter(task_id):
+    backend = tasks.run_program.backend
+    url = settings.CELERY_RESULT_BACKEND
+    if url.startswith(("redis://", "rediss://")):
+        return _Pushed(url, backend.get_key_for_task(task_id).decode())
+    return _Polled()
+
+
 async def program_run_async(
     *, program, input_text, max_tokens=DEFAULT_MAX_TOKENS, temperature=0.0, caller=None
 ) -> RunResult:
-    """`program_run` for async views: the wait for the worker's answer is an
-    `asyncio.sleep` loop over the result store, so no thread is held meanwhile.
-    `program` is already loaded (its fields are read, no query is made)."""
+    """`program_run` for async views: the wait for the worker's answer holds no
+    thread (an awaited Redis message, or an `asyncio.sleep` loop over the result
+    store). `program` is already loaded (its fields are read, no query is made)."""
     _check(program, input_text, max_tokens, temperature)
     if caller is not None:
         await sync_to_async(limits.hit, thread_sensitive=False)("infer", caller)
     slot = limits.concurrent("run", caller) if caller is not None else nullcontext()
     await sync_to_async(slot.__enter__, thread_sensitive=False)()
     try:
-        pending = await sync_to_async(_send, thread_sensitive=False)(
-            program, input_text, max_tokens, temperature
-        )
-        deadline = time.monotonic() + settings.RUNTIME_WAIT_SECONDS
-        interval = POLL_FIRST_SECONDS
-        poll = sync_to_async(_poll, thread_sensitive=False)
-        while True:
-            await asyncio.sleep(interval)
-            done = await poll(pending)
-            if done is not None:
-                state, answer = done
-                return await sync_to_async(_outcome, thread_sensitive=False)(pending, state, answer)
-            if time.monotonic() > deadline:
-                raise _busy()
-            interval = min(interval * 1.5, POLL_MAX_SECONDS)
+        task_id = uuid()
+        async with _waiter(task_id) as waiter:
+            pending = await sync_to_async(_send, thread_sensitive=False)(
+                program, input_text, max_tokens, temperature, task_id
+            )
+            deadline = time.monotonic() + settings.RUNTIME_WAIT_SECONDS
+            poll = sync_to_async(_poll, thread_sensitive=False)
+            while True:
+                await waiter.wait()
+                done = await poll(pending)
+                if done is not None:
+                    state, answer = done
+                    return await sync_to_async(_outcome, thread_sensitive=False)(
+                        pending, state, answer
+                    )
+                if time.monotonic() > deadline:
+                    raise _busy()
     finally:
         await sync_to_async(slot.__exit__, thread_sensitive=False)(None, None, None)
 

@@ -374,6 +374,59 @@ def test_13_the_filesystem_broker_is_polled_often(settings):
         assert conn.transport.polling_interval <= 0.02
 
 
+REDIS_RESULTS = "redis://127.0.0.1:6379/12"
+
+
+@pytest.mark.parametrize(("store", "most_reads"), [("redis", 3), ("file", None)])
+def test_13_a_waiting_run_is_told_its_answer_by_a_redis_result_store(
+    settings, monkeypatch, tmp_path, store, most_reads
+):
+    """Finding 13: with a Redis result store the waiting run subscribes to the
+    result's channel and reads the store once the worker has published the answer,
+    instead of every few milliseconds (the embedded file store is still polled)."""
+    import threading
+
+    from asgiref.sync import async_to_sync
+    from celery import states
+    from celery.backends.filesystem import FilesystemBackend
+    from celery.backends.redis import RedisBackend
+    from celery.result import AsyncResult
+
+    if store == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(REDIS_RESULTS).ping()
+        except redis.ConnectionError:
+            pytest.skip("no Redis on 127.0.0.1:6379")
+        settings.CELERY_RESULT_BACKEND = REDIS_RESULTS
+        backend = RedisBackend(app=celery_app, url=REDIS_RESULTS)
+    else:
+        settings.CELERY_RESULT_BACKEND = f"file://{tmp_path}"
+        backend = FilesystemBackend(app=celery_app, url=f"file://{tmp_path}")
+
+    def send(program, input_text, max_tokens, temperature, task_id=None):
+        def worker():  # the runtime worker, answering after 300 ms
+            time.sleep(0.3)
+            answer = {"output": "urgent", "tokens_generated": 1, "latency_ms": 300.0}
+            backend.store_result(task_id, answer, states.SUCCESS)
+
+        threading.Thread(target=worker).start()
+        return AsyncResult(task_id, backend=backend)
+
+    reads = []
+    poll = runtime_services._poll
+    monkeypatch.setattr(runtime_services, "_send", send)
+    monkeypatch.setattr(runtime_services, "_poll", lambda p: reads.append(1) or poll(p))
+    program = ProgramFactory(adapter_path="programs/x/adapter.gguf")
+    result = async_to_sync(runtime_services.program_run_async)(program=program, input_text="hi")
+    assert result.output == "urgent"
+    if most_reads is not None:
+        assert len(reads) <= most_reads, len(reads)
+    else:  # polled: many reads while it waited
+        assert len(reads) > 5, len(reads)
+
+
 def test_13_a_fast_polled_filesystem_queue_never_reads_a_half_written_message(tmp_path):
     """Polled every 10 ms, kombu's filesystem transport read messages its
     producer was still writing (an empty payload killed the worker's consumer)."""
