@@ -147,10 +147,10 @@ format: install
 	$(BIN)/ruff check --fix .
 
 # Needs PostgreSQL and Redis (hub and load benchmarks); see benchmarks/report.py.
-bench: install
+bench: install sdk-envs
 	$(BIN)/python benchmarks/report.py $(BENCH_ARGS)
 
-bench-quick: install
+bench-quick: install sdk-envs
 	$(BIN)/python benchmarks/report.py --quick $(BENCH_ARGS)
 
 clean:

@@ -41,6 +41,8 @@ def benchmarks(quick: bool, hub_database_url: str) -> dict:
             "semantic_search": (["--repeats", "1"], {}),
             "load": (["--quick"], {}),
             "downloads_storage": (["--requests", "5", "--sizes-mb", "1,16"], {}),
+            "site_run": (["--calls", "20"], {}),
+            "clients": (["--tasks", "urgency,email"], {}),
         }
     return {
         "quality": ([], {}),
@@ -49,6 +51,8 @@ def benchmarks(quick: bool, hub_database_url: str) -> dict:
         "semantic_search": ([], {}),
         "load": ([], {}),
         "downloads_storage": ([], {}),
+        "site_run": ([], {}),
+        "clients": ([], {}),
     }
 
 
