@@ -310,7 +310,10 @@ ERROR_TEXT = re.compile(
 
 def refusal(body):
     match = ERROR_TEXT.search(body.decode("utf-8", "replace"))
-    return html.unescape(match.group(1) or match.group(2))[:160] if match else ""
+    if not match:
+        return ""
+    # "retry in 40 s" and "retry in 29 s" are the same refusal.
+    return re.sub(r"\d+", "N", html.unescape(match.group(1) or match.group(2)))[:160]
 
 
 def abuser_loop(port, plan, kind, thread, identity, warmup_until, stop_at, record):

@@ -125,7 +125,7 @@ def test_simultaneous_votes_through_several_site_processes(tmp_path, figure):
     Three sites of one worker each, not one site of three workers: gunicorn's
     uvicorn workers race to accept(), and the first one awake takes every
     connection waiting, so one of three workers answered all of a simultaneous
-    crowd (and ran its sync views one at a time), which tested no concurrency."""
+    crowd: its writers were threads of one process, never several processes."""
     program = ProgramFactory()
     calls, expected = crowd()
     tokens = {user.pk: ApiKey.create_for(user=user, name="votes")[1] for user, _ in calls}
