@@ -11,16 +11,21 @@ What it starts, on loopback:
   ``PAW_LOAD_BROKER_URL``, ``PAW_LOAD_CACHE_URL``.
 - the real settings module as in production: DEBUG off, a random SECRET_KEY,
   SECURE_SSL_REDIRECT on, hashed static files (collectstatic into a temporary
-  folder, served by WhiteNoise), the Redis cache and broker, persistent database
-  connections (``--conn-max-age``). HTTPS is terminated by a front server in
+  folder, served by WhiteNoise), the Redis cache and broker, a database
+  connection per request (``--conn-max-age 0``: under ASGI each request runs in
+  a thread of its own, and with 60 the kept connections reached PostgreSQL's
+  100 within a minute). HTTPS is terminated by a front server in
   production; here the load client plays that proxy (BEHIND_HTTPS_PROXY,
   TRUSTED_PROXY_COUNT=1): it talks plain HTTP to gunicorn, one connection per
   request as nginx does by default, and sends ``X-Forwarded-Proto: https`` and
   ``X-Forwarded-For`` with each client's own address.
-- the Procfile's processes: gunicorn (2 workers x 4 threads) and one runtime
-  worker (``celery -Q runtime --concurrency 1``, RUNTIME_THREADS=1 by default so
-  the web keeps a core of a 2-core machine). No compile worker: nothing
-  compiles during the run.
+- the Procfile's processes: gunicorn serving ``paw_site.asgi`` with 2 uvicorn
+  workers (its access log as ``gunicorn.conf.py`` writes it, the answering
+  worker's pid in each line), a runtime worker (``celery -Q runtime
+  --concurrency 1``) and a checks worker (``-Q runtime_checks``), with
+  RUNTIME_THREADS=1 each by default so the web keeps a share of a 2-core
+  machine. No compile worker: the compiles the form-flooder gets through stay
+  queued (and hold its compile slots).
 - data: ``seed_programs`` (``--programs``, 200 authors and their votes) and
   ``embed_programs``, plus one really compiled program for "Try it": the
   ``urgency`` task of ``benchmarks/data/`` compiled by the pipeline, the same
@@ -39,16 +44,29 @@ gallery (pages, sort orders, tag filters; a third of them htmx list swaps),
 search (words and meaning), a program page (by id or by name), a vote (htmx)
 and "Try it" on the compiled program (htmx, answered by the runtime worker).
 
-Rate limits stay as deployed: every client is its own user and IP, as people
-are, so none should apply; a 429 is counted as ``rate_limited``, apart from
+Then, in the same invocation (unless ``--abusers ''``), the same load again with
+three abusers beside the normal clients, each a signed-in user at an address of
+its own that sends its next request as soon as the last is answered:
+
+- a form-flooder posts the compile form with ``examples-TOTAL_FORMS`` at 100,000,
+  64 filled rows and an ``add``, malformed (``remove-x``, ``remove-99999``,
+  ``zap``) or ``compile`` action, and half its compiles with an honest count;
+- a case-flooder adds cases to the Try it program (each queues a check);
+- a runner keeps 16 calls in flight, half "Try it", half ``POST /api/v1/infer``.
+
+Rate limits stay as deployed: every normal client is its own user and IP, as
+people are, so none should apply to them; a 429 is counted as ``rate_limited``, apart from
 the errors. An error is any 5xx, connection error or timeout, or any other
 status than the one the request expects. Percentiles are over the answered
 requests that were not errors.
 
     .venv/bin/python benchmarks/load.py [--quick] [--clients 20] [--seconds 60]
 
-The last output line is one JSON object (``rps``, ``p50_ms``, ``p95_ms``,
-``p99_ms``, ``errors``, ``rate_limited``, ``page_p95_ms``, ``kinds``, ...).
+The last output line is one JSON object: the normal clients alone (``rps``,
+``p50_ms``, ``p95_ms``, ``p99_ms``, ``errors``, ``rate_limited``, ``page_p95_ms``,
+``kinds``, ...; ``normal_p95_ms``, ``normal_errors``), and beside the abusers
+(``normal_p95_ms_under_abuse``, ``normal_errors_under_abuse``, ``under_abuse``
+with the same figures, ``abusers``: each one's requests and statuses).
 The client process shares the machine with the site, and timings only mean
 something on an otherwise idle machine: the JSON carries the load average
 seen at the start and the end.
@@ -56,6 +74,7 @@ seen at the start and the end.
 
 import argparse
 import collections
+import html
 import http.client
 import importlib.util
 import io
@@ -115,15 +134,25 @@ TRY_INPUTS = [
     "Someone is using our admin account and changing passwords!",
     "Could you add a dark mode some day?",
 ]
-ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(p)s'
 REQUEST_TIMEOUT_S = 90  # above RUNTIME_WAIT_SECONDS: the site answers a slow Try it itself
 
 
 # --- HTTP, as the front server would send it ---------------------------------------------
 
 
-def send(port, method, path, *, identity, body=None, htmx=False, timeout=REQUEST_TIMEOUT_S):
-    """One request on a fresh connection; returns (status, headers, body)."""
+def send(
+    port,
+    method,
+    path,
+    *,
+    identity,
+    body=None,
+    htmx=False,
+    json_body=None,
+    timeout=REQUEST_TIMEOUT_S,
+):
+    """One request on a fresh connection; returns (status, headers, body). A
+    `json_body` goes with the identity's API key (the API), a `body` as a form."""
     headers = {
         "X-Forwarded-Proto": "https",
         "X-Forwarded-For": identity["ip"],
@@ -134,8 +163,12 @@ def send(port, method, path, *, identity, body=None, htmx=False, timeout=REQUEST
         headers["Cookie"] = "; ".join(f"{k}={v}" for k, v in cookies.items())
     if htmx:
         headers["HX-Request"] = "true"
-    if method == "POST":
-        body = urllib.parse.urlencode(body or {}).encode()
+    if json_body is not None:
+        body = json.dumps(json_body).encode()
+        headers["Content-Type"] = "application/json"
+        headers["X-API-Key"] = identity["api_key"]
+    elif method == "POST":
+        body = urllib.parse.urlencode(body or {}, doseq=True).encode()
         headers["Content-Type"] = "application/x-www-form-urlencoded"
         headers["X-CSRFToken"] = identity.get("csrftoken", "")
         headers["Origin"] = f"https://127.0.0.1:{port}"
@@ -214,12 +247,118 @@ def client_loop(port, plan, identity, seed, warmup_until, stop_at, record):
             time.sleep(max(0.0, min(pause, stop_at - time.monotonic())))
 
 
-def drive(port, plan, clients, warmup_s, seconds, results):
-    """The load: `clients` threads, warm-up then the timed run; results go to the queue."""
+# --- the abusers: beside the normal clients, each from an address of its own --------------
+
+# Row actions a form-flooder sends: a costly one, malformed ones, and compiles.
+FORM_ACTIONS = ["add", "remove-x", "remove-99999", "zap", "compile"]
+FORM_ROWS = 64  # the most examples a spec may have, each of them filled
+RUNNER_CALLS = 16  # "Try it" and /api/v1/infer calls one runner keeps in flight
+
+
+def flood_form(rng, plan, n, thread):
+    """The compile form with all rows filled and an action that adds a row, names
+    no row, or compiles (a new spec each time); examples-TOTAL_FORMS at 100,000,
+    but for half the compiles, which say 64 and so reach the compile limits."""
+    action = rng.choice(FORM_ACTIONS)
+    honest_count = action == "compile" and rng.random() < 0.5
+    form = {
+        "description": f"Flood {n}: classify a support message by urgency.",
+        "hints": "",
+        "compiler": "paw-smollm2-135m",
+        "name": "",
+        "tags": "",
+        "is_public": "on",
+        "action": action,
+        "examples-TOTAL_FORMS": str(FORM_ROWS) if honest_count else "100000",
+        "examples-INITIAL_FORMS": "0",
+        "examples-MIN_NUM_FORMS": "1",
+        "examples-MAX_NUM_FORMS": "64",
+    }
+    for i in range(FORM_ROWS):
+        form[f"examples-{i}-input"] = f"message {n}-{i}: " + "the shop is down " * 10
+        form[f"examples-{i}-output"] = rng.choice(["urgent", "normal", "low"])
+    return "/compile/", form, None
+
+
+def flood_case(rng, plan, n, thread):
+    """A case for the Try it program: each one added queues a check on the runtime."""
+    form = {
+        "input": f"{rng.choice(TRY_INPUTS)} ({n})",
+        "expected": rng.choice(["urgent", "normal", "low"]),
+        "type": "success",
+    }
+    return f"/p/{plan['try_program']}/cases/", form, None
+
+
+def run_many(rng, plan, n, thread):
+    """Half the runner's threads "Try it" (htmx, its session), half /api/v1/infer (its key)."""
+    text = TRY_INPUTS[(n + thread) % len(TRY_INPUTS)]
+    if thread % 2:
+        return "/api/v1/infer", None, {"program_id": plan["try_program"], "input": text}
+    return f"/p/{plan['try_program']}/try/", {"input": text}, None
+
+
+# kind -> (what one of its requests is, how many threads send them at once)
+ABUSERS = {
+    "form_flooder": (flood_form, 1),
+    "case_flooder": (flood_case, 1),
+    "runner": (run_many, RUNNER_CALLS),
+}
+
+
+# The first thing a page or the API said was wrong: why an abuser's request was refused.
+ERROR_TEXT = re.compile(
+    r'class="errorlist[^"]*"[^>]*>\s*<li>(.*?)</li>|class="message message-error"[^>]*>(.*?)</p>'
+    r'|"message":\s*"([^"]*)"',
+    re.S,
+)
+
+
+def refusal(body):
+    match = ERROR_TEXT.search(body.decode("utf-8", "replace"))
+    if not match:
+        return ""
+    # "retry in 40 s" and "retry in 29 s" are the same refusal.
+    text = next(group for group in match.groups() if group is not None)
+    return re.sub(r"\d+", "N", html.unescape(text))[:160]
+
+
+def abuser_loop(port, plan, kind, thread, identity, warmup_until, stop_at, record):
+    """One abuser thread: its next request as soon as the last one is answered."""
+    make, _ = ABUSERS[kind]
+    rng = random.Random(f"{kind}-{thread}")
+    n = 0
+    while (now := time.monotonic()) < stop_at:
+        n += 1
+        path, form, json_body = make(rng, plan, n, thread)
+        started = time.perf_counter()
+        try:
+            status, _, body = send(
+                port,
+                "POST",
+                path,
+                identity=identity,
+                body=form,
+                json_body=json_body,
+                htmx=kind == "runner" and json_body is None,
+            )
+            outcome, why = status, refusal(body)
+        except (OSError, http.client.HTTPException) as exc:
+            outcome, why = type(exc).__name__, ""
+        if now >= warmup_until:
+            record(kind, outcome, (time.perf_counter() - started) * 1000, why)
+
+
+def drive(port, plan, clients, warmup_s, seconds, abuse, results):
+    """The load: `clients` threads (and the threads of the abusers named in
+    `abuse` beside them), warm-up then the timed run; results go to the queue."""
     identities = plan["identities"][:clients]
+    abusers = {kind: plan["abusers"][kind] for kind in abuse}
     # Each client's first visit: its CSRF cookie.
     first_page = plan["pages"][0]["urls"][0]
     with_threads(lambda i: take_csrf_cookie(port, identities[i], first_page), clients)
+    for identity in abusers.values():
+        take_csrf_cookie(port, identity, first_page)
 
     lock = threading.Lock()
     stats = collections.defaultdict(
@@ -241,18 +380,43 @@ def drive(port, plan, clients, warmup_s, seconds, results):
                     text = body[:300].decode("utf-8", "replace")
                     samples.append(f"{method} {path} -> {outcome}: {text!r}")
 
+    abuse_stats = collections.defaultdict(
+        lambda: {"latencies": [], "statuses": collections.Counter(), "said": {}}
+    )
+
+    def record_abuse(kind, outcome, elapsed_ms, why):
+        with lock:
+            entry = abuse_stats[kind]
+            entry["statuses"][str(outcome)] += 1
+            entry["latencies"].append(elapsed_ms)
+            if why:  # what the site said, counted per status and message
+                entry["said"][f"{outcome}: {why}"] = entry["said"].get(f"{outcome}: {why}", 0) + 1
+
     warmup_until = time.monotonic() + warmup_s
     stop_at = warmup_until + seconds
-    with_threads(
-        lambda i: client_loop(port, plan, identities[i], i, warmup_until, stop_at, record),
-        clients,
-    )
+    # (kind, thread) of every thread: the normal clients first, then the abusers'.
+    threads = [("client", i) for i in range(clients)]
+    threads += [(kind, t) for kind in abusers for t in range(ABUSERS[kind][1])]
+
+    def run(i):
+        kind, t = threads[i]
+        if kind == "client":
+            client_loop(port, plan, identities[t], t, warmup_until, stop_at, record)
+        else:
+            args = (kind, t, abusers[kind], warmup_until, stop_at, record_abuse)
+            abuser_loop(port, plan, *args)
+
+    with_threads(run, len(threads))
     elapsed = time.monotonic() - warmup_until
     results.put(
         {
             "seconds": elapsed,
             "kinds": {
                 kind: entry | {"statuses": dict(entry["statuses"])} for kind, entry in stats.items()
+            },
+            "abusers": {
+                kind: entry | {"statuses": dict(entry["statuses"])}
+                for kind, entry in abuse_stats.items()
             },
             "samples": samples,
         }
@@ -362,6 +526,7 @@ def seed(args, compiled):
     from django.urls import reverse
     from django.utils import timezone
 
+    from accounts.models import ApiKey
     from compiler.registry import resolve
     from compiler.spec import normalize_spec
     from programs.models import Alias, Program, Tag, program_id_for
@@ -416,18 +581,20 @@ def seed(args, compiled):
         pages.append({"id": listed_program.pk, "urls": urls})
 
     User = get_user_model()
-    identities = []
-    for i in range(args.clients):
-        user = User.objects.create(username=f"load-{i:03d}", email=f"load-{i:03d}@example.com")
+
+    def identity(username, ip):
+        """A signed-in person at `ip`: a session (and an API key) of their own."""
+        user = User.objects.create(username=username, email=f"{username}@example.com")
         client = Client()
         client.force_login(user)
-        identities.append(
-            {
-                "user": user.username,
-                "sessionid": client.cookies["sessionid"].value,
-                "ip": f"10.77.{i // 250}.{i % 250 + 1}",
-            }
-        )
+        session = client.cookies["sessionid"].value
+        api_key = ApiKey.create_for(user=user, name="load")[1]
+        return {"user": username, "sessionid": session, "api_key": api_key, "ip": ip}
+
+    identities = [
+        identity(f"load-{i:03d}", f"10.77.{i // 250}.{i % 250 + 1}") for i in range(args.clients)
+    ]
+    abusers = {kind: identity(kind, f"10.66.0.{n + 1}") for n, kind in enumerate(ABUSERS)}
     tags = sorted(
         Tag.objects.filter(programs__in=Program.objects.listed())
         .values_list("name", flat=True)
@@ -439,6 +606,7 @@ def seed(args, compiled):
         "pages": pages,
         "page_weights": [1 / (rank + 1) for rank in range(len(pages))],
         "identities": identities,
+        "abusers": abusers,
         "tags": tags,
         "try_program": program_id,
         "programs": programs,
@@ -502,7 +670,9 @@ def wait_until_serving(process, port, identity, log_path, timeout=120):
     sys.exit(f"the site did not answer in {timeout} s:\n{log_path.read_text()[-3000:]}")
 
 
-ACCESS_PID = re.compile(r'"GET /hub/\?q=[^"]*" 200 .* <(\d+)>$')
+# An answered search in the access log, as gunicorn.conf.py has the uvicorn worker
+# write it: `[date] [pid] client - "GET /hub/?q=... HTTP/1.1" 200`.
+ACCESS_PID = re.compile(r'^\[[^]]+\] \[(\d+)\] \S+ - "GET /hub/\?q=[^"]*" 200$')
 BOOTED_PID = re.compile(r"Booting worker with pid: (\d+)")
 
 
@@ -595,7 +765,7 @@ def summarize(run, percentile, args, plan, load_start):
         "warmup_s": args.warmup,
         "programs": plan["programs"],
         "try_it_program": f"{TRY_IT_TASK} task of benchmarks/data, compiled by the pipeline",
-        "web": f"gunicorn {args.web_workers} workers x {args.web_threads} threads",
+        "web": f"gunicorn, {args.web_workers} uvicorn workers (ASGI)",
         "runtime_threads": args.runtime_threads,
         "conn_max_age": args.conn_max_age,
         "cores": os.cpu_count(),
@@ -605,18 +775,74 @@ def summarize(run, percentile, args, plan, load_start):
     }
 
 
+# What the JSON line gives of the run with the abusers.
+PHASE_KEYS = (
+    "rps",
+    "p50_ms",
+    "p95_ms",
+    "p99_ms",
+    "errors",
+    "rate_limited",
+    "requests",
+    "page_p50_ms",
+    "page_p95_ms",
+    "page_p99_ms",
+    "kinds",
+    "seconds",
+    "server_log_errors",
+    "load_avg_1m_end",
+)
+
+
+def abuser_figures(run, kinds, percentile):
+    """Per abuser: requests, what it got (statuses), how long its answers took."""
+    figures = {}
+    for kind in kinds:
+        entry = run["abusers"].get(kind, {"latencies": [], "statuses": {}, "said": {}})
+        requests = sum(entry["statuses"].values())
+        figures[kind] = {
+            "threads": ABUSERS[kind][1],
+            "requests": requests,
+            "rps": round(requests / run["seconds"], 1),
+            "statuses": entry["statuses"],
+            "said": entry["said"],
+            **latency_figures(entry["latencies"], percentile),
+        }
+    return figures
+
+
+def report_abusers(abusers, normal, abused):
+    print("the abusers (each from one address of its own, no pause between requests):")
+    for kind, f in abusers.items():
+        statuses = ", ".join(f"{status}: {n}" for status, n in sorted(f["statuses"].items()))
+        print(
+            f"  {kind:<13} {f['threads']:>2} thread(s) {f['requests']:>6} requests "
+            f"({f['rps']} /s), p50 {f['p50_ms']} ms; {statuses}"
+        )
+        for text, n in sorted(f["said"].items(), key=lambda item: -item[1])[:5]:
+            print(f"      {n} x {text}")
+    print(
+        f"normal clients' page p95: {normal['page_p95_ms']} ms alone, "
+        f"{abused['page_p95_ms']} ms beside the abusers; errors {normal['errors']} -> "
+        f"{abused['errors']}; Try it p95 {normal['kinds']['try_it']['p95_ms']} -> "
+        f"{abused['kinds']['try_it']['p95_ms']} ms"
+    )
+
+
 def latency_figures(latencies, percentile):
     if not latencies:
         return {"p50_ms": None, "p95_ms": None, "p99_ms": None}
     return {f"p{p}_ms": round(percentile(latencies, p), 1) for p in (50, 95, 99)}
 
 
-def report(summary, samples, server_errors):
+def report(summary, samples, server_errors, title="the normal clients alone"):
+    print(f"\n== {title}")
     print(
-        f"\n{summary['clients']} clients (pausing {summary['think_ms']:.0f} ms on average "
+        f"{summary['clients']} clients (pausing {summary['think_ms']:.0f} ms on average "
         f"between requests) for {summary['seconds']} s "
-        f"(after {summary['warmup_s']} s of warm-up); {summary['web']}, one runtime worker "
-        f"({summary['runtime_threads']} thread); {summary['programs']} programs"
+        f"(after {summary['warmup_s']} s of warm-up); {summary['web']}, a runtime and a "
+        f"checks worker ({summary['runtime_threads']} thread each); "
+        f"{summary['programs']} programs"
     )
     print(f"{'kind':<10} {'requests':>8} {'req/s':>7} {'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8}")
     rows = [(kind, figures) for kind, figures in summary["kinds"].items()]
@@ -672,13 +898,31 @@ def main(argv=None):
         help="flushed at the start: give it a Redis database of its own",
     )
     parser.add_argument("--web-workers", type=int, default=2)
-    parser.add_argument("--web-threads", type=int, default=4)
-    parser.add_argument("--runtime-threads", type=int, default=1)
-    parser.add_argument("--conn-max-age", type=int, default=60)
+    parser.add_argument(
+        "--runtime-threads", type=int, default=1, help="llama.cpp threads of each runtime worker"
+    )
+    parser.add_argument(
+        "--logs", type=Path, help="a folder to keep the site's and workers' logs in"
+    )
+    parser.add_argument(
+        "--abusers",
+        type=lambda names: [name for name in names.split(",") if name],
+        default=list(ABUSERS),
+        help="who runs beside the normal clients in the second run (comma-separated, "
+        f"default {','.join(ABUSERS)}; '' for no second run)",
+    )
+    parser.add_argument(
+        "--conn-max-age",
+        type=int,
+        default=0,
+        help="CONN_MAX_AGE; keep 0 under ASGI (a thread per request: kept connections pile up)",
+    )
     parser.add_argument(
         "--think-ms", type=float, default=1000, help="mean pause between a client's requests"
     )
     args = parser.parse_args(argv)
+    if unknown := set(args.abusers) - set(ABUSERS):
+        parser.error(f"no such abuser: {', '.join(sorted(unknown))}")
     args.seconds = args.seconds or (20.0 if args.quick else 60.0)
     args.warmup = args.warmup if args.warmup is not None else (5.0 if args.quick else 10.0)
     args.programs = args.programs or (300 if args.quick else 1000)
@@ -699,58 +943,102 @@ def main(argv=None):
         print(f"seeded {plan['programs']} programs in {time.monotonic() - started:.0f} s")
 
         port = free_port()
-        web_log, worker_log = var_dir / "web.log", var_dir / "runtime.log"
+        web_log = var_dir / "web.log"
+        # The Procfile's web process (gunicorn.conf.py, read from REPO, prefixes
+        # each access-log line with the pid of the worker that answered).
         web = start(
-            [sys.executable, "-m", "gunicorn", "paw_site.wsgi", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", str(args.web_workers), "--threads", str(args.web_threads)]
-            # The Procfile's access log, with the pid of the worker that answered.
-            + ["--access-logfile", "-", "--access-logformat", ACCESS_LOG_FORMAT],
+            [sys.executable, "-m", "gunicorn", "paw_site.asgi", "--bind", f"127.0.0.1:{port}"]
+            + ["--worker-class", "uvicorn_worker.UvicornWorker"]
+            + ["--workers", str(args.web_workers), "--access-logfile", "-"],
             env,
             web_log,
         )
         processes.append(web)
-        worker = start(
-            [sys.executable, "-m", "celery", "-A", "paw_site", "worker", "-Q", "runtime"]
-            + ["--concurrency", "1", "--hostname", f"load-runtime-{os.getpid()}@%h"]
-            + ["--loglevel", "INFO"],
-            env,
-            worker_log,
-        )
-        processes.append(worker)
+        # Its runtime (people's runs) and checks (case checks) workers.
+        workers = {}
+        for name, queue_name in (("runtime", "runtime"), ("checks", "runtime_checks")):
+            workers[name] = var_dir / f"{name}.log"
+            processes.append(
+                start(
+                    [sys.executable, "-m", "celery", "-A", "paw_site", "worker", "-Q", queue_name]
+                    + ["--concurrency", "1", "--hostname", f"load-{name}-{os.getpid()}@%h"]
+                    + ["--loglevel", "INFO"],
+                    env,
+                    workers[name],
+                )
+            )
         wait_until_serving(web, port, plan["identities"][0], web_log)
         warm_up_search(port, plan["identities"][0], web_log)
-        wait_until_running_programs(port, plan, worker, worker_log)
-        log_marks = {path: path.stat().st_size for path in (web_log, worker_log)}
-        print(f"site and runtime worker up; {args.clients} clients for {args.seconds:.0f} s")
+        wait_until_running_programs(port, plan, processes[1], workers["runtime"])
+        print(f"site and workers up; {args.clients} clients for {args.seconds:.0f} s")
 
-        context = multiprocessing.get_context("spawn")
-        results = context.Queue()
-        client = context.Process(
-            target=drive, args=(port, plan, args.clients, args.warmup, args.seconds, results)
-        )
-        client.start()
-        run = None
-        while run is None:
-            try:
-                run = results.get(timeout=5)
-            except queue.Empty:
-                if not client.is_alive():
-                    sys.exit(f"the load client failed (exit code {client.exitcode})")
-        client.join()
+        runs, server_errors = {}, {}
+        for phase, abuse in (("normal", ()), ("under_abuse", args.abusers)):
+            if phase == "under_abuse" and not abuse:
+                continue
+            if abuse:
+                print(f"again, with the abusers beside them ({', '.join(abuse)})")
+            log_marks = {path: path.stat().st_size for path in (web_log, *workers.values())}
+            runs[phase] = drive_in_a_process(port, plan, args, abuse)
+            server_errors[phase] = log_errors(log_marks)
         for process in processes:
             stop(process)
-        server_errors = log_errors(log_marks)
+    except BaseException:
+        for log in sorted(var_dir.glob("*.log")):
+            print(f"--- the end of {log.name}:\n{log.read_text(errors='replace')[-4000:]}")
+        raise
     finally:
         for process in processes:
             stop(process)
+        if args.logs:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in var_dir.glob("*.log"):
+                shutil.copyfile(log, args.logs / log.name)
         drop_database(args.database_url)
         shutil.rmtree(var_dir, ignore_errors=True)
 
-    summary = summarize(run, percentile, args, plan, load_start)
-    summary["server_log_errors"] = len(server_errors)
-    report(summary, run["samples"], server_errors)
+    summary = summarize(runs["normal"], percentile, args, plan, load_start)
+    summary["server_log_errors"] = len(server_errors["normal"])
+    summary["normal_p95_ms"] = summary["page_p95_ms"]
+    summary["normal_errors"] = summary["errors"]
+    report(summary, runs["normal"]["samples"], server_errors["normal"])
+    if "under_abuse" in runs:
+        run = runs["under_abuse"]
+        abused = summarize(run, percentile, args, plan, load_start)
+        abused["server_log_errors"] = len(server_errors["under_abuse"])
+        report(abused, run["samples"], server_errors["under_abuse"], "beside the abusers")
+        abusers = abuser_figures(run, args.abusers, percentile)
+        report_abusers(abusers, summary, abused)
+        summary |= {
+            "normal_p95_ms_under_abuse": abused["page_p95_ms"],
+            "normal_errors_under_abuse": abused["errors"],
+            "normal_rate_limited_under_abuse": abused["rate_limited"],
+            "server_log_errors_under_abuse": abused["server_log_errors"],
+            "under_abuse": {key: abused[key] for key in PHASE_KEYS},
+            "abusers": abusers,
+        }
+    summary["load_avg_1m_end"] = round(os.getloadavg()[0], 2)
     print(json.dumps(summary))
     return summary
+
+
+def drive_in_a_process(port, plan, args, abuse):
+    """One timed run of the load from a process of its own; returns its results."""
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    client = context.Process(
+        target=drive, args=(port, plan, args.clients, args.warmup, args.seconds, abuse, results)
+    )
+    client.start()
+    run = None
+    while run is None:
+        try:
+            run = results.get(timeout=5)
+        except queue.Empty:
+            if not client.is_alive():
+                sys.exit(f"the load client failed (exit code {client.exitcode})")
+    client.join()
+    return run
 
 
 if __name__ == "__main__":

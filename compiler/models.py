@@ -72,7 +72,10 @@ class CompileJob(models.Model):
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     stage = models.CharField(max_length=32, blank=True)
     percent = models.PositiveSmallIntegerField(default=0)
-    error = models.TextField(blank=True)
+    error = models.TextField(blank=True)  # what the owner is told, on the page and the API
+    # What went wrong in full (the exception and its traceback) when the user was
+    # told only that something went wrong on our side: for staff, in the admin.
+    error_detail = models.TextField(blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     # Seconds spent per stage of the last attempt, e.g. {"training": 41.2}.
     stage_seconds = models.JSONField(default=dict, blank=True)

@@ -174,15 +174,19 @@ def compile_cancel(*, job: CompileJob) -> bool:
     return bool(updated)
 
 
-def job_fail(job_id, reason, *, attempt=None):
+def job_fail(job_id, reason, *, attempt=None, detail=""):
     """Mark a job failed (if it is still active) and its program with it. An
     attempt failing (`attempt`: the job as its claim saved it) fails the job only
-    while it still runs it: one that was taken over leaves the job to its successor."""
+    while it still runs it: one that was taken over leaves the job to its successor.
+    `reason` is shown to the owner; `detail` (e.g. a traceback) only to staff."""
     jobs = CompileJob.objects.filter(pk=job_id)
     jobs = jobs.active() if attempt is None else jobs.held_by(attempt)
     with transaction.atomic():
         updated = jobs.update(
-            status=CompileJob.Status.FAILED, error=reason, finished_at=timezone.now()
+            status=CompileJob.Status.FAILED,
+            error=reason,
+            error_detail=detail,
+            finished_at=timezone.now(),
         )
         if updated:
             Program.objects.filter(jobs__pk=job_id, status=Program.Status.COMPILING).update(

@@ -6,6 +6,7 @@ import shutil
 import socket
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
 import psutil
@@ -78,7 +79,8 @@ def claim(job_id):
         job.worker = this_worker()
         job.heartbeat_at = now
         job.started_at = now
-        job.stage, job.percent, job.error, job.stage_seconds = "parsing", 0, "", {}
+        job.stage, job.percent, job.stage_seconds = "parsing", 0, {}
+        job.error = job.error_detail = ""
         job.save()
         return job
 
@@ -169,10 +171,10 @@ def publish(job, program, result, workdir):
     program_embed(program_id=program.pk)  # for search by meaning, once per program
 
 
-def fail(job, reason):
+def fail(job, reason, detail=""):
     """Fail the job for the attempt that claimed `job`: "failed", or "stopped" when
     it no longer runs the job (taken over by another attempt, or cancelled)."""
-    return "failed" if services.job_fail(job.pk, reason, attempt=job) else "stopped"
+    return "failed" if services.job_fail(job.pk, reason, attempt=job, detail=detail) else "stopped"
 
 
 @shared_task(
@@ -213,13 +215,15 @@ def compile_program(self, job_id):
         return fail(job, str(exc))
     except Exception as exc:
         # The exception's text may name paths, settings or library internals: it
-        # goes to the log (with the job id), the user gets a sentence.
+        # goes to the log (with the job id) and to the job's admin page, the user
+        # gets a sentence.
         log.exception("compile job %s failed: %s", job.pk, exc)
         stage = CompileJob.objects.filter(pk=job.pk).values_list("stage", flat=True).first()
         return fail(
             job,
             f"Something went wrong on our side while {stage or 'compiling'}; the admins "
             f"can find the details in the logs under job {job.pk}.",
+            detail=traceback.format_exc(),
         )
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -326,6 +326,36 @@ def test_10_a_crash_shows_users_a_generic_error(client, user, no_enqueue, monkey
     assert "secret detail" in caplog.text  # the details are in the log
 
 
+def test_10_staff_see_the_details_of_a_crash_in_the_admin(
+    client, user, staff, no_enqueue, monkeypatch
+):
+    def crash(**kwargs):
+        raise RuntimeError("secret detail /srv/paw/var/models at 0xdeadbeef")
+
+    monkeypatch.setattr(compile_tasks, "run_pipeline", crash)
+    spec = "Say hi.\nExamples:\nInput: a\nOutput: hi\n\nInput: b\nOutput: hey\n"
+    job = compile_services.compile_submit(spec=spec, owner=user).job
+    assert compile_tasks.compile_program.apply(args=[str(job.id)]).get() == "failed"
+    admin_url = reverse("admin:compiler_compilejob_change", args=[job.id])
+
+    client.force_login(user)  # the owner: the generic sentence, on the page and the API
+    for shown in (
+        client.get(job.get_absolute_url()).content.decode(),
+        client.get(f"{API}/compile/{job.id}").json()["error"],
+        client.get(reverse("program_detail", args=[job.program_id])).content.decode(),
+    ):
+        assert "secret detail" not in shown and "0xdeadbeef" not in shown
+    assert client.get(admin_url).status_code == 302  # to the admin's login
+
+    client.force_login(staff)
+    page = client.get(admin_url)
+    assert page.status_code == 200
+    text = page.content.decode()
+    assert "RuntimeError: secret detail /srv/paw/var/models at 0xdeadbeef" in text
+    assert "Traceback" in text
+    assert 'name="error_detail"' not in text  # read-only: no form field
+
+
 # --- 12: the front doors without limits -----------------------------------------------------
 
 

@@ -1,5 +1,6 @@
 """benchmarks/load.py runs end to end: the site as deployed (gunicorn, PostgreSQL,
-Redis, a runtime worker) under its mixed load, with no errors.
+Redis, the runtime and checks workers) under its mixed load, with no errors, then
+again beside its abusers, who are refused what exceeds their share.
 
 Its speed is printed, never asserted: CI machines are shared and vary.
 """
@@ -29,6 +30,11 @@ SUMMARY_KEYS = {
     "page_p95_ms",
     "kinds",
     "server_log_errors",
+    "normal_p95_ms",
+    "normal_errors",
+    "normal_p95_ms_under_abuse",
+    "normal_errors_under_abuse",
+    "abusers",
 }
 KINDS = {"gallery", "search", "program", "vote", "try_it"}
 
@@ -78,3 +84,17 @@ def test_load_benchmark_quick_run_has_no_errors(capsys):
         assert figures["requests"] > 0, f"no {kind} request was made"
     assert summary["errors"] == 0, output[-5000:]
     assert summary["server_log_errors"] == 0, output[-5000:]
+
+    # Beside the abusers: the normal clients still get every answer (slower, on a
+    # small machine; how much is printed), the abusers are held to their share.
+    assert summary["normal_errors_under_abuse"] == 0, output[-5000:]
+    assert summary["server_log_errors_under_abuse"] == 0, output[-5000:]
+    abusers = summary["abusers"]
+    assert set(abusers) == {"form_flooder", "case_flooder", "runner"}
+    for kind, figures in abusers.items():
+        assert figures["requests"] > 0, f"the {kind} sent nothing"
+        assert not {"500", "502", "503"} & figures["statuses"].keys(), (kind, figures)
+    # 16 runs at once from one person: most are turned away (429); a few may run
+    # (none, once its refused calls have spent its infer quota in the warm-up).
+    runner = abusers["runner"]["statuses"]
+    assert runner.get("429", 0) > runner.get("200", 0), runner

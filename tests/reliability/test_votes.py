@@ -7,7 +7,9 @@ one vote row per person, and the program's score is the sum of its votes.
 Written for PostgreSQL, where the writers really run in parallel (row locks
 decide); on SQLite writers queue up, so it passes there too, as it must."""
 
+import contextlib
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -31,6 +33,12 @@ pytestmark = pytest.mark.django_db(transaction=True)
 VOTERS = 24
 DOUBLE_CLICKERS = 4  # each sends the same vote twice at once: it ends up taken back
 MIND_CHANGERS = 3  # each sends +1 and -1 at once: one of them wins
+SITE_PROCESSES = 3
+# An access-log line of a vote the site took, as gunicorn.conf.py has it written:
+# `[date] [pid] client - "POST /api/v1/programs/<id>/vote HTTP/1.1" 200`.
+ANSWERED_VOTE = re.compile(
+    r'^\[[^]]+\] \[(\d+)\] \S+ - "POST /api/v1/programs/\S+/vote [^"]*" 200$', re.M
+)
 
 
 def voter_value(i):
@@ -111,38 +119,53 @@ def post_vote(url, token, value):
 
 @pytest.mark.worker
 def test_simultaneous_votes_through_several_site_processes(tmp_path, figure):
-    """The same crowd through the API of a site with three worker processes."""
+    """The same crowd through the API of three site processes, each click sent to
+    the next one in turn (so a double-click's two votes reach two processes).
+
+    Three sites of one worker each, not one site of three workers: gunicorn's
+    uvicorn workers race to accept(), and the first one awake takes every
+    connection waiting, so one of three workers answered all of a simultaneous
+    crowd: its writers were threads of one process, never several processes."""
     program = ProgramFactory()
     calls, expected = crowd()
     tokens = {user.pk: ApiKey.create_for(user=user, name="votes")[1] for user, _ in calls}
+    logs = [tmp_path / f"site-{i}.log" for i in range(SITE_PROCESSES)]
 
-    with site_process(
-        tmp_path / "site.log",
-        "/api/v1/health",
-        gunicorn_args=["--workers", "3", "--threads", "4", "--access-logformat", "pid=%(p)s %(r)s"],
-        CACHE_URL="locmemcache://votes",  # rate limits per process: not what is measured here
-    ) as url:
-        vote_url = f"{url}/api/v1/programs/{program.pk}/vote"
+    with contextlib.ExitStack() as sites:
+        urls = [
+            sites.enter_context(
+                site_process(
+                    log,
+                    "/api/v1/health",
+                    # Rate limits per process: not what is measured here.
+                    CACHE_URL="locmemcache://votes",
+                )
+            )
+            for log in logs
+        ]
         statuses = Counter()
         barrier = threading.Barrier(len(calls))
 
-        def send(user, value):
+        def send(i, user, value):
             barrier.wait(timeout=60)
-            statuses[post_vote(vote_url, tokens[user.pk], value)] += 1
+            url = f"{urls[i % len(urls)]}/api/v1/programs/{program.pk}/vote"
+            statuses[post_vote(url, tokens[user.pk], value)] += 1
 
         started = time.perf_counter()
-        threads = [threading.Thread(target=send, args=call) for call in calls]
+        threads = [threading.Thread(target=send, args=(i, *call)) for i, call in enumerate(calls)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(timeout=120)
         elapsed = time.perf_counter() - started
-        log = (tmp_path / "site.log").read_text().splitlines()
-        pids = {line.split()[0] for line in log if line.startswith("pid=") and "/vote" in line}
+        # gunicorn.conf.py: each access-log line names the process that answered.
+        pids = {pid for log in logs for pid in ANSWERED_VOTE.findall(log.read_text())}
 
     assert statuses == {200: len(calls)}, statuses
+    assert len(pids) == SITE_PROCESSES, pids
     rows, score = check_votes(program, expected)
     figure(
-        f"{len(calls)} simultaneous API votes, 3 site processes, {connection.vendor}",
+        f"{len(calls)} simultaneous API votes, {SITE_PROCESSES} site processes, "
+        f"{connection.vendor}",
         f"rows={rows} score={score} elapsed={elapsed:.2f}s processes={len(pids)}",
     )
