@@ -153,7 +153,8 @@ def program_list(request, filters: Query[ProgramFilters]):
     count_key = None if filters.mine else gallery.count_key(q=filters.q, tag=filters.tag)
     start = (filters.page - 1) * filters.per_page
     total, ids = gallery.page_ids(programs, start, filters.per_page, count_key=count_key)
-    rows = {program.pk: program for program in programs.for_cards().filter(pk__in=ids)}
+    # The rows by id alone: the search's filter and rank found the ids already.
+    rows = {program.pk: program for program in Program.objects.for_cards().filter(pk__in=ids)}
     page = [rows[pk] for pk in ids if pk in rows]
     return {
         "programs": [program_summary(request, p) for p in page],
