@@ -1,5 +1,6 @@
-"""What makes the gallery fast with 100k programs: paging by id, and the
-rendered results kept in the cache for a few seconds.
+"""What makes the gallery fast with 100k programs: paging by id (deep pages
+from the nearer end), each listing counted once (page_ids), and the rendered
+results kept in the cache for a few seconds.
 
 Cached results are shared by everyone (they hold nothing personal) and go
 stale when a program is saved, named, tagged or moderated (gallery_changed),
