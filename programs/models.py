@@ -133,10 +133,12 @@ class Cosine(models.Func):
 
 
 class ProgramQuerySet(models.QuerySet):
+    # Each order ends with the id, so it is total: a page is the same rows
+    # whichever end of the listing it is read from (gallery.page_ids).
     SORTS = {
-        "votes": ("-score", "-created_at"),
-        "recent": ("-created_at",),
-        "downloads": ("-download_count", "-created_at"),
+        "votes": ("-score", "-created_at", "-id"),
+        "recent": ("-created_at", "-id"),
+        "downloads": ("-download_count", "-created_at", "-id"),
     }
 
     def listed(self):
@@ -348,12 +350,12 @@ class Program(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        # The gallery's three orders, over listed programs only, carrying the
-        # id so deep pages are index-only scans (see HubPaginator).
+        # The gallery's three orders (SORTS), over listed programs only, with
+        # the id as their last key so deep pages are index-only scans, from
+        # either end (gallery.page_ids).
         indexes = [
             models.Index(
-                fields=[field, "-created_at"] if field != "-created_at" else [field],
-                include=["id"],
+                fields=[field, "-created_at", "-id"] if field != "-created_at" else [field, "-id"],
                 condition=LISTED,
                 name=f"program_listed_{name}_idx",
             )

@@ -52,8 +52,15 @@ def hub(request):
             except limits.RateLimited as limited:
                 return _rate_limited_page(request, limited)
         # Built only on a miss: a search embeds its query as it builds the queryset.
-        programs = form.filtered(Program.objects.listed()).for_cards()
-        page = gallery.HubPaginator(programs, PER_PAGE).get_page(params.get("page"))
+        programs = form.filtered(Program.objects.listed())
+        filters = form.cleaned_data
+        paginator = gallery.HubPaginator(
+            programs,
+            PER_PAGE,
+            count_key=gallery.count_key(q=filters.get("q"), tag=filters.get("tag")),
+            rows=Program.objects.for_cards(),
+        )
+        page = paginator.get_page(params.get("page"))
         context["page"] = page
         # Without the request: the fragment is the same for everyone and needs
         # no context processors (the page around it runs them once).

@@ -14,7 +14,7 @@ from ninja import Query, Router, Status
 from pydantic import Field
 
 from pawhub import manifest
-from programs import downloads, services
+from programs import downloads, gallery, services
 from programs.models import ARTIFACT_TYPES, PROGRAM_ID_LENGTH, Alias, Program
 
 from .. import ratelimit
@@ -149,9 +149,14 @@ def program_list(request, filters: Query[ProgramFilters]):
     else:
         programs = Program.objects.listed()
     programs = programs.gallery(q=filters.q, tag=filters.tag, sort=filters.sort)
-    total = programs.count()
+    # The gallery's count and paging: one pass over a search's matches, the
+    # public listing's count cached (the caller's own listing is never).
+    count_key = None if filters.mine else gallery.count_key(q=filters.q, tag=filters.tag)
     start = (filters.page - 1) * filters.per_page
-    page = programs.for_cards()[start : start + filters.per_page]
+    total, ids = gallery.page_ids(programs, start, filters.per_page, count_key=count_key)
+    # The rows by id alone: the search's filter and rank found the ids already.
+    rows = {program.pk: program for program in Program.objects.for_cards().filter(pk__in=ids)}
+    page = [rows[pk] for pk in ids if pk in rows]
     return {
         "programs": [program_summary(request, p) for p in page],
         "total": total,

@@ -96,6 +96,26 @@ def test_list_queries_do_not_grow_with_the_page(anon, django_assert_max_num_quer
         assert len(ids(anon.get(f"{API}/programs", {"per_page": 30}))) == 30
 
 
+def test_list_counts_once(anon):
+    """A search counts in the query that pages it; the public listing's count
+    is kept until the gallery changes (issue 18: 100k programs)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    def counted(params):
+        with CaptureQueriesContext(connection) as queries:
+            body = anon.get(f"{API}/programs", params).json()
+        return body["total"], [q for q in queries.captured_queries if '"__count"' in q["sql"]]
+
+    ProgramFactory.create_batch(3, name="Zebra triage")
+    ProgramFactory(name="Translate to French")
+    assert counted({"q": "zebra", "per_page": 2}) == (3, [])
+    counted({})
+    assert counted({"page": 2, "per_page": 3}) == (4, [])
+    ProgramFactory()
+    assert counted({})[0] == 5
+
+
 # --- one program ----------------------------------------------------------------
 
 

@@ -162,3 +162,69 @@ def test_a_ban_empties_the_cached_gallery(client, settings, staff):
     assert "Spam machine" in client.get(HUB).content.decode()
     services.user_ban(user=program.owner, actor=staff, reason="spam")
     assert "Spam machine" not in client.get(HUB).content.decode()
+
+
+# --- counts and deep pages at scale (issue 18) ---------------------------------------
+
+
+def counts(queries):
+    """The queries that count programs on their own (QuerySet.count())."""
+    return [q["sql"] for q in queries if '"__count"' in q["sql"]]
+
+
+@pytest.mark.parametrize("params", [{}, {"tag": "support"}, {"sort": "recent", "page": 2}])
+def test_the_count_of_a_listing_is_taken_once(client, params):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ProgramFactory.create_batch(25, tags=["support"])
+    ProgramFactory(name="Untagged")
+    expected = 25 if params.get("tag") else 26
+    client.get(HUB, params)
+    with CaptureQueriesContext(connection) as queries:
+        again = client.get(HUB, params)
+    assert counts(queries.captured_queries) == []
+    assert again.context["page"].paginator.count == expected
+    assert f"{expected} programs" in again.content.decode()
+    ProgramFactory(tags=["support"])  # the gallery changed: counted again
+    assert client.get(HUB, params).context["page"].paginator.count == expected + 1
+
+
+def test_a_search_counts_its_matches_in_the_query_that_pages_them(client):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    ProgramFactory.create_batch(23, name="Zebra triage")
+    ProgramFactory(name="Translate to French")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(HUB, {"q": "zebra", "page": 2})
+    assert counts(queries.captured_queries) == []
+    page = response.context["page"]
+    assert page.paginator.count == 23 and len(page.object_list) == 3
+    assert "23 programs matching" in response.content.decode()
+    # Past the last page: the last page, counted on its own.
+    assert client.get(HUB, {"q": "zebra", "page": 9}).context["page"].number == 2
+
+
+@pytest.mark.parametrize("sort", ["votes", "recent", "downloads"])
+def test_deep_pages_read_from_the_other_end_are_the_same_pages(client, sort):
+    from django.utils import timezone
+
+    # Ties everywhere: the same score, downloads and time (the id breaks them).
+    ProgramFactory.create_batch(47)
+    Program.objects.update(score=3, download_count=7, created_at=timezone.now())
+    forward = list(Program.objects.listed().sorted_by(sort).values_list("pk", flat=True))
+    client.get(HUB, {"sort": sort})  # the count is cached: deep pages read backwards
+    pages = [client.get(HUB, {"sort": sort, "page": n}).context["page"] for n in (1, 2, 3)]
+    assert [p.pk for page in pages for p in page.object_list] == forward
+    assert [len(page.object_list) for page in pages] == [20, 20, 7]
+
+
+def test_a_stale_cached_count_is_taken_again(client):
+    from programs import gallery
+
+    ProgramFactory.create_batch(3)
+    cache.set(gallery.count_key(), 40, gallery.COUNT_SECONDS)  # as if the listing had shrunk
+    page = client.get(HUB).context["page"]
+    assert page.paginator.count == 3 and len(page.object_list) == 3
+    assert cache.get(gallery.count_key()) == 3
