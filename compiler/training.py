@@ -24,6 +24,7 @@ import json
 import random
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,6 +36,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from pawhub.cores import available_cores
 from pawhub.model import base_model_path, base_model_sha256
 from pawhub.prompt import END_OF_TURN, LATEST_PROMPT_FORMAT, prompt_template, split
+
+# PEFT asks for transformers' deprecated `is_gradient_checkpointing` on each model it
+# wraps: a FutureWarning in the compile worker's log on every compile, nothing to act on.
+warnings.filterwarnings(
+    "ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning
+)
 
 # PEFT / Hugging Face projection name -> llama.cpp tensor name.
 GGUF_PROJECTION_NAMES = {

@@ -275,7 +275,8 @@ ALLAUTH_TRUSTED_PROXY_COUNT = TRUSTED_PROXY_COUNT
 
 # --- celery ---------------------------------------------------------------------
 BROKER_DIR = VAR_DIR / "broker"
-CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://")
+# (A hostname, which the folder transport ignores: without one kombu warns in every process.)
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="filesystem://localhost//")
 _broker_is_redis = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
 CELERY_RESULT_BACKEND = env(
     "CELERY_RESULT_BACKEND",
