@@ -75,11 +75,13 @@ def _check(program, input_text, max_tokens, temperature):
 
 
 def _send(program, input_text, max_tokens, temperature, task_id=None):
+    # A task id given beforehand: the id whose result channel the caller listens on.
+    options = {"task_id": task_id} if task_id else {}
     try:
         return tasks.run_program.apply_async(
             (program.pk, input_text, max_tokens, temperature),
             expires=settings.RUNTIME_WAIT_SECONDS,
-            task_id=task_id,
+            **options,
         )
     except BrokerError as exc:
         raise RunError("unavailable", "Programs cannot run right now; try again later.") from exc

@@ -131,6 +131,7 @@ def test_a_spec_is_embedded_once_when_it_becomes_ready(client, settings, tmp_pat
         selfcheck_accuracy=1.0,
         heldout_accuracy=None,
         heldout_count=0,
+        sdk_agreement=None,
         adapter_size=1,
         adapter_sha256="a" * 64,
         bundle_size=1,
