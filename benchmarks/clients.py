@@ -124,29 +124,9 @@ def time_pawhub(hub, ref, inputs, key):
     return json.loads(out.strip().splitlines()[-1])
 
 
-def time_sdk(hub, ref, inputs, key):
-    with tempfile.TemporaryDirectory() as cache:
-        env = clean_env(PAW_API_URL=hub, PAW_CACHE_DIR=cache)
-        if key:
-            env["PAW_API_KEY"] = key
-        started = time.monotonic()
-        out = subprocess.run(
-            [str(SDK_PYTHON), str(DRIVER), "run", json.dumps({"refs": [ref], "inputs": inputs})],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=True,
-            cwd=cache,
-        ).stdout
-        wall = time.monotonic() - started
-    result = json.loads(out.strip().splitlines()[-1])[ref]
-    result["first_s"] = result["load_s"] + result["call_s"][0]
-    result["wall_s"] = wall
-    return result
-
-
-def time_sdk_guided(hub, ref, inputs, key):
-    """The SDK's local answers with pawhub's constraint as its logits processor."""
+def sdk_step(hub, key, step, args):
+    """One step of tests/sdk/sdk_driver.py in the SDK's environment, from empty
+    caches (pawhub's too, which `guided` uses): (its JSON, wall seconds)."""
     with tempfile.TemporaryDirectory() as cache:
         env = clean_env(
             PAW_API_URL=hub,
@@ -157,15 +137,29 @@ def time_sdk_guided(hub, ref, inputs, key):
         )
         if key:
             env["PAW_API_KEY"] = env["PAWHUB_API_KEY"] = key
+        started = time.monotonic()
         out = subprocess.run(
-            [str(SDK_PYTHON), str(DRIVER), "guided", json.dumps({"ref": ref, "inputs": inputs})],
+            [str(SDK_PYTHON), str(DRIVER), step, json.dumps(args)],
             capture_output=True,
             text=True,
             env=env,
             check=True,
             cwd=cache,
         ).stdout
-    return json.loads(out.strip().splitlines()[-1])
+        return json.loads(out.strip().splitlines()[-1]), time.monotonic() - started
+
+
+def time_sdk(hub, ref, inputs, key):
+    out, wall = sdk_step(hub, key, "run", {"refs": [ref], "inputs": inputs})
+    result = out[ref]
+    result["first_s"] = result["load_s"] + result["call_s"][0]
+    result["wall_s"] = wall
+    return result
+
+
+def sdk_guided(hub, ref, inputs, key):
+    """The SDK's local answers with pawhub's constraint as its logits processor."""
+    return sdk_step(hub, key, "guided", {"ref": ref, "inputs": inputs, "free": False})[0]
 
 
 def agreement(answers, reference):
@@ -310,7 +304,7 @@ def measure(hub, key, programs):
         hub_says, hub_s, engine_ms = site_answers(hub, ref, inputs, key)
         ours = time_pawhub(hub, ref, inputs, key)
         theirs = time_sdk(hub, ref, inputs, key)
-        guided = time_sdk_guided(hub, ref, inputs, key)
+        guided = sdk_guided(hub, ref, inputs, key)
         pawhub_warm = p50_ms(ours["call_s"][1:])
         runtime_warm = round(statistics.median(engine_ms[1:] or engine_ms), 1)
 

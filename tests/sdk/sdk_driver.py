@@ -109,8 +109,9 @@ def step_guided(paw, args):
 
     fn = paw.function(args["ref"])
     guided = pawhub.guided(args["ref"])
+    free = [fn(text) for text in args["inputs"]] if args.get("free", True) else None
     return {
-        "free": [fn(text) for text in args["inputs"]],
+        "free": free,
         "guided": [fn(text, logits_processor=guided(text)) for text in args["inputs"]],
     }
 
