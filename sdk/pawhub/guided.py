@@ -137,7 +137,7 @@ class _Processor:
         masked = np.full_like(logits, -np.inf)
         eos = self.vocabulary.eos
         if self.read and self.guide.settled(self.answer) is not None and not self._choice_left():
-            masked[eos] = 0.0  # a looping answer: end it here
+            masked[eos] = 0.0  # a whole label, or a looping answer: end it here
             return masked
         allowed = allowed_tokens(
             self.guide,
