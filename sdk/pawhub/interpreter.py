@@ -49,7 +49,7 @@ from pawhub.calls import (  # noqa: F401 (the bounds are part of this module's i
 )
 from pawhub.constraint import Guide, OutputConstraint
 from pawhub.cores import available_cores
-from pawhub.guided import allowed_tokens
+from pawhub.guided import Vocabulary, allowed_tokens
 from pawhub.model import load_llama, runtime_model_path
 from pawhub.prompt import split
 
@@ -125,9 +125,8 @@ class Interpreter:
             n_threads_batch=n_threads,
             verbose=False,
         )
-        self._vocab = llama_cpp.llama_model_get_vocab(self._llm.model)
         self._n_vocab = self._llm.n_vocab()
-        self._pieces: dict[int, bytes] = {}  # token -> its bytes, for guided decoding
+        self._vocabulary = Vocabulary(self._llm)  # token bytes and ends, for guided decoding
         self._heads: collections.OrderedDict[str, list[int]] = collections.OrderedDict()
         self._rng = np.random.default_rng()
         self._lock = threading.Lock()
@@ -223,7 +222,7 @@ class Interpreter:
         # reset=False: the context already holds exactly what precedes `prompt`.
         tokens = self._llm.generate(prompt, temp=temperature, repeat_penalty=1.0, reset=False)
         for token in tokens:
-            if llama_cpp.llama_vocab_is_eog(self._vocab, token):
+            if self._vocabulary.is_end(token):
                 break
             generated.append(token)
             if len(generated) >= max_tokens:
@@ -242,7 +241,7 @@ class Interpreter:
             token = self._next_allowed(guide, answer, temperature)
             if token is None:  # the answer is whole
                 return answer, decoded
-            answer += self._piece(token)
+            answer += self._vocabulary.piece(token)
             decoded += 1
             settled = guide.settled(answer)
             if settled is not None:
@@ -259,7 +258,12 @@ class Interpreter:
         )
         greedy = temperature <= 0
         allowed = allowed_tokens(
-            guide, answer, logits, piece=self._piece, is_end=self._is_end, first=greedy
+            guide,
+            answer,
+            logits,
+            piece=self._vocabulary.piece,
+            is_end=self._vocabulary.is_end,
+            first=greedy,
         )
         if not allowed:
             return None
@@ -268,16 +272,7 @@ class Interpreter:
         else:
             weights = np.exp((logits[allowed] - logits[allowed].max()) / temperature)
             token = allowed[int(self._rng.choice(len(allowed), p=weights / weights.sum()))]
-        return None if self._is_end(token) else token
-
-    def _is_end(self, token: int) -> bool:
-        return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))
-
-    def _piece(self, token: int) -> bytes:
-        piece = self._pieces.get(token)
-        if piece is None:
-            piece = self._pieces[token] = self._llm.detokenize([token])
-        return piece
+        return None if self._vocabulary.is_end(token) else token
 
     def _restore_head(self, key: tuple, head_tokens: list[int]) -> None:
         """Leave the context holding exactly the KV of ``head_tokens`` under ``key``."""

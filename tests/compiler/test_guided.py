@@ -91,8 +91,11 @@ def test_the_pieces_and_ends_match_llama_cpps_on_the_whole_vocabulary(tmp_path, 
     interpreter = shared_interpreter()
     n_vocab = interpreter._n_vocab
     assert len(pieces) == n_vocab
-    assert [i for i in range(n_vocab) if interpreter._piece(i) != pieces[i]] == []
-    eog = {i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(interpreter._vocab, i)}
+    vocabulary = interpreter._vocabulary  # what its guided decoding reads tokens with
+    assert [i for i in range(n_vocab) if vocabulary.piece(i) != pieces[i]] == []
+    vocab = llama_cpp.llama_model_get_vocab(interpreter._llm.model)
+    eog = {i for i in range(n_vocab) if llama_cpp.llama_vocab_is_eog(vocab, i)}
+    assert {i for i in range(n_vocab) if vocabulary.is_end(i)} == eog
     assert end_of_generation_ids(tokenizer) == eog
     # And the guide sees the same answer either way.
     assert Guide(LABELS, "").settled(b"".join(pieces[i] for i in tokenizer.encode(" urg")))
