@@ -58,7 +58,7 @@ from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
 from compiler.spec import merge_spec  # noqa: E402
 from pawhub.constraint import OutputConstraint  # noqa: E402
-from pawhub.interpreter import available_cores, shipped_interpreter  # noqa: E402
+from pawhub.interpreter import available_cores  # noqa: E402
 from pawhub.prompt import prompt_template  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
@@ -142,16 +142,6 @@ def score(template: str, pairs, *, adapter, constraint=None) -> dict:
     }
 
 
-def sdk_agreement(template: str, held_out, *, adapter, hub_answers) -> float:
-    """How often the official SDK's local run -- free decoding on the shipped Q4_1
-    base, as tests/sdk checks it decodes -- answers what the hub answers."""
-    run = shipped_interpreter().run
-    free = [
-        run(template, text, adapter=adapter, max_tokens=MAX_TOKENS).output for text, _ in held_out
-    ]
-    return sum(a == b for a, b in zip(free, hub_answers, strict=True)) / len(held_out)
-
-
 def bench_task(task: dict, snapshot) -> dict:
     params = training.TrainingParams(**snapshot.training)
     held_out = [tuple(pair) for pair in task["held_out"]]
@@ -185,8 +175,9 @@ def bench_task(task: dict, snapshot) -> dict:
             "unguided": score(template, held_out, adapter=q4_path),
             "f16": score(template, held_out, adapter=f16_path, constraint=constraint),
         }
-        agreement = sdk_agreement(
-            template, held_out, adapter=q4_path, hub_answers=scores["compiled"]["outputs"]
+        # The official SDK's local run (free, on the shipped base) against the hub's answers.
+        agreement = pipeline.sdk_agreement(
+            template, q4_path, held_out, scores["compiled"]["outputs"], max_tokens=MAX_TOKENS
         )
         return {
             "name": task["name"],

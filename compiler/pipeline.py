@@ -62,7 +62,9 @@ def interpreter():
     return shared_interpreter()
 
 
-def sdk_agreement(template, adapter, examples, hub_answers) -> float:
+def sdk_agreement(
+    template, adapter, examples, hub_answers, *, max_tokens=engines.VALIDATION_MAX_TOKENS
+) -> float:
     """The share of ``examples`` on which the program decoded freely on the shipped
     base file -- as the official PAW SDK runs a program locally -- answers what it
     answers within its output constraint on the hub (``hub_answers``, in order).
@@ -71,8 +73,7 @@ def sdk_agreement(template, adapter, examples, hub_answers) -> float:
 
     run = shipped_interpreter().run
     free = [
-        run(template, text, adapter=adapter, max_tokens=engines.VALIDATION_MAX_TOKENS).output
-        for text, _ in examples
+        run(template, text, adapter=adapter, max_tokens=max_tokens).output for text, _ in examples
     ]
     same = sum(a == b for a, b in zip(free, hub_answers, strict=True))
     return same / len(examples) if examples else 1.0
