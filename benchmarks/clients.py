@@ -29,7 +29,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from site_run import free_port, running
 
 REPO = Path(__file__).resolve().parent.parent
 SDK_PYTHON = REPO / ".venv-sdk" / "bin" / "python"
@@ -170,12 +171,6 @@ def p50_ms(seconds):
     return round(statistics.median(seconds) * 1000, 1) if seconds else None
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def own_site(var: Path):
     """(url, api key): a site on the embedded default in ``var``, with a compile
@@ -206,14 +201,7 @@ def own_site(var: Path):
         "runtime": [python, "-m", "celery", "-A", "paw_site", "worker", "-Q", "runtime"]
         + ["--concurrency", "1", "--hostname", f"bench-runtime-{os.getpid()}@%h"],
     }
-    processes, logs = [], []
-    try:
-        for name, command in commands.items():
-            log = open(var / f"{name}.log", "wb")  # noqa: SIM115 (closed below)
-            logs.append(log)
-            processes.append(
-                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
+    with running(commands, env, var):
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 120
         while True:
@@ -225,16 +213,6 @@ def own_site(var: Path):
                     raise
                 time.sleep(0.5)
         yield url, key
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
 
 
 def compile_task(url, key, task) -> str:

@@ -25,6 +25,7 @@ The last output line is one JSON object.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -54,6 +55,32 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running(commands: dict, env: dict, logs: Path):
+    """Each of ``commands`` (name -> argv) started from the repository root, its
+    output in ``logs/<name>.log``; all stopped on leaving (terminated, killed
+    after 30 s). benchmarks/clients.py starts its site with this too."""
+    processes, files = [], []
+    try:
+        for name, command in commands.items():
+            log = open(logs / f"{name}.log", "wb")  # noqa: SIM115 (closed below)
+            files.append(log)
+            processes.append(
+                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+            )
+        yield processes
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        for log in files:
+            log.close()
 
 
 def percentile(values, p):
@@ -136,26 +163,13 @@ def measure(transport, compiled, inputs, args):
     )
     program_id, token = setup.stdout.strip().splitlines()[-1].split()
     port = free_port()
-    logs = []
-    processes = []
-    try:
-        for name, command in (
-            (
-                "web",
-                [PYTHON, "-m", "gunicorn", "paw_site.asgi", "--bind", f"127.0.0.1:{port}"]
-                + ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1"],
-            ),
-            (
-                "runtime",
-                [PYTHON, "-m", "celery", "-A", "paw_site", "worker", "-Q", "runtime"]
-                + ["--concurrency", "1", "--hostname", f"bench-{transport}-{os.getpid()}@%h"],
-            ),
-        ):
-            log = open(var / f"{name}.log", "wb")  # noqa: SIM115 (closed below)
-            logs.append(log)
-            processes.append(
-                subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-            )
+    commands = {
+        "web": [PYTHON, "-m", "gunicorn", "paw_site.asgi", "--bind", f"127.0.0.1:{port}"]
+        + ["--worker-class", "uvicorn_worker.UvicornWorker", "--workers", "1"],
+        "runtime": [PYTHON, "-m", "celery", "-A", "paw_site", "worker", "-Q", "runtime"]
+        + ["--concurrency", "1", "--hostname", f"bench-{transport}-{os.getpid()}@%h"],
+    }
+    with running(commands, env, var):
         deadline = time.monotonic() + 600
         while True:  # the first answer: the site serves and the worker has its model
             try:
@@ -172,16 +186,6 @@ def measure(transport, compiled, inputs, args):
             ms, answer = infer(port, program_id, token, inputs[i % len(inputs)])
             wall.append(ms)
             engine.append(answer["latency_ms"])
-    finally:
-        for process in processes:
-            process.terminate()
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-        for log in logs:
-            log.close()
     overheads = [w - e for w, e in zip(wall, engine, strict=True)]
     return {
         "site_run_p50_ms": round(statistics.median(wall), 1),
