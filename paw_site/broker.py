@@ -1,5 +1,6 @@
-"""The embedded default's broker: kombu's filesystem transport, with messages
-written whole before a worker can see them.
+"""The embedded default's broker and result store: kombu's filesystem
+transport and Celery's file result backend, each writing a file whole before
+anyone can see it.
 
 kombu's filesystem `_put` creates `<time>_<uuid>.<queue>.msg` and then writes
 into it, while a worker's `_get` moves any such file away and reads it: a
@@ -8,15 +9,20 @@ dies on the JSON error. Polled once a second that was rare; polled every 10 ms
 (BROKER_POLLING_INTERVAL, so a run does not wait a second for its worker) it
 happened within minutes. Here a message is written under a name no queue
 matches, then renamed into place (atomic in one folder).
+
+Celery's file result backend opens the result's file and then writes into it;
+a run waiting for its answer looks for that file every few milliseconds
+(runtime.services), so it too is written under another name and renamed.
 """
 
 import os
 import uuid
 from time import monotonic
 
+from celery.backends import filesystem as results
 from kombu.exceptions import ChannelError
 from kombu.transport import filesystem
-from kombu.utils.encoding import str_to_bytes
+from kombu.utils.encoding import ensure_bytes, str_to_bytes
 from kombu.utils.json import dumps
 
 
@@ -35,3 +41,15 @@ class Channel(filesystem.Channel):
 
 class Transport(filesystem.Transport):
     Channel = Channel
+
+
+class ResultBackend(results.FilesystemBackend):
+    def set(self, key, value):
+        partial = self._filename(f"partial-{uuid.uuid4()}.tmp".encode())
+        with self.open(partial, "wb") as outfile:
+            outfile.write(ensure_bytes(value))
+        os.replace(partial, self._filename(key))
+
+    def result_path(self, task_id):
+        """Where the result of `task_id` appears once it is stored."""
+        return os.fsdecode(self._filename(self.get_key_for_task(task_id)))

@@ -9,6 +9,7 @@
 import os
 
 from celery import Celery
+from celery.app.backends import BACKEND_ALIASES
 from kombu import Queue
 from kombu.transport import TRANSPORT_ALIASES
 
@@ -24,6 +25,8 @@ os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 # (paw_site/broker.py). Through the alias, not the broker_transport setting,
 # which would override the scheme of every URL, a redis:// one included.
 TRANSPORT_ALIASES["filesystem"] = "paw_site.broker:Transport"
+# Its file:// result store writes each result whole too (a run watches for the file).
+BACKEND_ALIASES["file"] = "paw_site.broker:ResultBackend"
 
 app = Celery("paw_site")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -5,7 +5,9 @@ queue and waits, for at most ``RUNTIME_WAIT_SECONDS``, for a worker's answer.
 Under ASGI the views await ``program_run_async``, which holds no thread while it
 waits, so the site keeps serving pages: with a Redis result store it awaits the
 message the worker publishes on the result's key (subscribed before the call is
-sent), else it polls the result store with ``asyncio.sleep`` in between. Case
+sent); with the embedded default's file store it looks for the result's file
+every few milliseconds (a stat); else it polls the result store with
+``asyncio.sleep`` in between. Case
 checks go to their own queue (``runtime_checks``), so a burst of cases never
 waits in front of a person's run.
 With a ``caller``, a run counts against the caller's run quota and holds one
@@ -16,6 +18,7 @@ written for the person who asked.
 """
 
 import asyncio
+import os
 import time
 from contextlib import nullcontext
 
@@ -51,6 +54,8 @@ POLL_FIRST_SECONDS = 0.005
 POLL_MAX_SECONDS = 0.02
 # With a pushed answer, the store is still read this often, in case a message is lost.
 PUSHED_POLL_SECONDS = 0.5
+# A result stored in a file is looked for this often (a stat, in the event loop).
+WATCH_SECONDS = 0.002
 
 
 class RunError(Exception):
@@ -191,11 +196,31 @@ class _Pushed:
         await self._pubsub.get_message(timeout=PUSHED_POLL_SECONDS)
 
 
+class _Watched(_Polled):
+    """Waiting on the embedded default's file result store (paw_site.broker): the
+    result's file appears whole, at a known path, so looking for it is one stat;
+    it is read once it is there, or every PUSHED_POLL_SECONDS anyway."""
+
+    def __init__(self, path):
+        self._path = path
+
+    async def wait(self):
+        deadline = time.monotonic() + PUSHED_POLL_SECONDS
+        while not os.path.exists(self._path) and time.monotonic() < deadline:
+            await asyncio.sleep(WATCH_SECONDS)
+
+
+def _result_backend():
+    return tasks.run_program.backend
+
+
 def _waiter(task_id):
-    backend = tasks.run_program.backend
+    backend = _result_backend()
     url = settings.CELERY_RESULT_BACKEND
     if url.startswith(("redis://", "rediss://")):
         return _Pushed(url, backend.get_key_for_task(task_id).decode())
+    if hasattr(backend, "result_path"):
+        return _Watched(backend.result_path(task_id))
     return _Polled()
 
 
