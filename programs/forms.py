@@ -19,12 +19,6 @@ class HubFilterForm(forms.Form):
     tag = forms.CharField(required=False, max_length=32)
     sort = forms.ChoiceField(required=False, choices=SORT_CHOICES)
 
-    def filtered(self, programs):
-        """Apply the form to `programs` (invalid values are ignored)."""
-        self.is_valid()
-        data = self.cleaned_data
-        return programs.gallery(q=data.get("q", ""), tag=data.get("tag", ""), sort=data.get("sort"))
-
 
 class AliasForm(forms.Form):
     slug = forms.CharField(

@@ -29,18 +29,23 @@ COUNT_SECONDS = 300
 
 class HubPaginator(Paginator):
     """Pages by primary key first, then loads only that page's rows, with the
-    count taken the cheapest way that stays exact (page_ids).
+    count taken the cheapest way that stays exact (listing_ids).
 
-    `count_key` (count_key()) names where the total of a listing shared by
+    `object_list` is what the gallery filters (`filters`: q, tag, sort) apply
+    to. `count_key` (count_key()) names where the total of a listing shared by
     every visitor (the gallery, a tag) is cached; searches have none. `rows`
     is what the page's rows are loaded from, by id (default: `object_list`):
     a search's filter and rank, needed to find the ids, only cost planning
     time there (5 ms for a search that ranks by meaning)."""
 
-    def __init__(self, object_list, per_page, *, count_key=None, rows=None, **kwargs):
+    def __init__(self, object_list, per_page, *, filters=None, count_key=None, rows=None, **kwargs):
         super().__init__(object_list, per_page, **kwargs)
+        self.filters = filters or {}
         self.count_key = count_key
         self.rows = object_list if rows is None else rows
+
+    def _check_object_list_is_ordered(self):
+        pass  # the order is the filters' (ProgramQuerySet.SORTS: total orders)
 
     def get_page(self, number):
         # Paginator.get_page validates the number first, which counts: page() counts.
@@ -61,7 +66,9 @@ class HubPaginator(Paginator):
         if number < 1:
             raise EmptyPage(self.error_messages["min_page"])
         bottom = (number - 1) * self.per_page
-        total, ids = page_ids(self.object_list, bottom, self.per_page, count_key=self.count_key)
+        total, ids = listing_ids(
+            self.object_list, bottom, self.per_page, count_key=self.count_key, **self.filters
+        )
         self.__dict__["count"] = total  # Paginator.count is a cached_property
         number = self.validate_number(number)  # EmptyPage past the last page
         rows = {program.pk: program for program in self.rows.filter(pk__in=ids)}
@@ -101,6 +108,18 @@ def page_ids(programs, bottom, size, *, count_key=None):
     if count_key:
         cache.set(count_key, total, COUNT_SECONDS)
     return total, [pk for pk, _ in rows]
+
+
+def listing_ids(programs, bottom, size, *, q="", tag="", sort=None, count_key=None):
+    """(how many, the ids of `size` from `bottom`) of `programs` with the
+    gallery's filters (ProgramQuerySet.gallery): one rule for the hub page and
+    GET /programs. A search goes through search_ids (its meaning worked out
+    beside its word query); the rest through page_ids."""
+    q, tag = (q or "").strip(), (tag or "").strip().lower()
+    if q:
+        programs = programs.tagged(tag) if tag else programs
+        return programs.search_ids(q, bottom, size, sort or "relevance")
+    return page_ids(programs.gallery(tag=tag, sort=sort), bottom, size, count_key=count_key)
 
 
 def count_key(*, q="", tag=""):

@@ -1,6 +1,7 @@
 import hashlib
 import json
 import re
+import struct
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -180,26 +181,11 @@ class ProgramQuerySet(models.QuerySet):
         """
         from .semantic import nearest_programs  # it imports these models
 
-        words = re.findall(r"\w+", text.lower())[:12]
-        if not words:
+        words = self._words(text)
+        if words is None:
             return self.annotate(rank=Value(0.0))
-        if is_postgresql(self.db):
-            query = SearchQuery(
-                " & ".join(f"{word}:*" for word in words), search_type="raw", config=SEARCH_CONFIG
-            )
-            has_words = Q(search_vector=query)
-            text_rank = SearchRank(F("search_vector"), query)
-            text_rank = text_rank / (text_rank + 1.0)
-        else:
-            has_words = Q()
-            for word in words:
-                has_words &= (
-                    Q(name__icontains=word)
-                    | Q(spec__icontains=word)
-                    | Exists(Tag.objects.filter(programs=OuterRef("pk"), name__icontains=word))
-                    | Exists(Alias.objects.filter(program=OuterRef("pk"), slug__icontains=word))
-                )
-            text_rank = Value(0.0)
+        has_words, text_rank = words
+        text_rank = text_rank / (text_rank + 1.0) if is_postgresql(self.db) else text_rank
         nearest = nearest_programs(text)
         if not nearest:
             return self.filter(has_words).annotate(rank=1.0 + TEXT_WEIGHT * text_rank)
@@ -212,6 +198,82 @@ class ProgramQuerySet(models.QuerySet):
         return self.filter(has_words | near).annotate(
             rank=matched + TEXT_WEIGHT * text_rank + MEANING_WEIGHT * Cosine(nearest)
         )
+
+    def _words(self, text):
+        """(the filter "has every word of `text`", PostgreSQL's raw text rank or
+        0), or None when `text` has no word."""
+        words = re.findall(r"\w+", text.lower())[:12]
+        if not words:
+            return None
+        if is_postgresql(self.db):
+            query = SearchQuery(
+                " & ".join(f"{word}:*" for word in words), search_type="raw", config=SEARCH_CONFIG
+            )
+            return Q(search_vector=query), SearchRank(F("search_vector"), query)
+        has_words = Q()
+        for word in words:
+            has_words &= (
+                Q(name__icontains=word)
+                | Q(spec__icontains=word)
+                | Exists(Tag.objects.filter(programs=OuterRef("pk"), name__icontains=word))
+                | Exists(Alias.objects.filter(program=OuterRef("pk"), slug__icontains=word))
+            )
+        return has_words, Value(0.0)
+
+    def search_ids(self, text, bottom, size, sort="relevance"):
+        """(how many programs `search(text).sorted_by(sort)` has, the ids of
+        `size` of them from `bottom`): the same rows in the same order, sooner.
+
+        The query's meaning (embedding it, scanning the spec vectors: no
+        database) is worked out in another thread while the database finds the
+        word matches, ranked by their words alone, down to the page's last row.
+        Then the programs near in meaning are read by id, and the two merge
+        with search()'s rank: meaning can only lift a word match, so no word
+        match below that depth can reach the page. Every order is descending
+        (SORTS, and the rank), so one reversed sort of the merged keys gives it.
+        """
+        from .gallery import page_ids  # they import these models
+        from .semantic import nearest_programs_soon
+
+        words = self._words(text)
+        if words is None:
+            return page_ids(self.search(text).sorted_by(sort), bottom, size)
+        pending = nearest_programs_soon(text)
+        has_words, text_rank = words
+        relevance = sort == "relevance"
+        fields = [key.lstrip("-") for key in self.SORTS.get(sort, self.SORTS["votes"])]
+        order = ["-text_rank", *self.SORTS["votes"]] if relevance else [f"-{f}" for f in fields]
+        # By words: the best rows down to the end of the page, and their count
+        # in the same query (one pass over the matches).
+        matches = self.filter(has_words).annotate(
+            text_rank=text_rank, listing_total=models.Window(models.Count("pk"))
+        )
+        best = matches.order_by(*order).values_list("pk", "text_rank", *fields, "listing_total")
+        rows = list(best[: bottom + size])
+        total = rows[0][-1] if rows else 0
+        found = {pk: (1.0, rank, keys) for pk, rank, *keys, _ in rows}
+        nearest = pending.result()
+        if nearest:  # By meaning: the near ones, with or without the words.
+            near = self.filter(pk__in=list(nearest)).annotate(
+                text_rank=text_rank,
+                matched=models.Case(models.When(has_words, then=1.0), default=0.0),
+            )
+            for pk, matched, rank, *keys in near.values_list("pk", "matched", "text_rank", *fields):
+                total += not matched
+                found[pk] = (matched, rank, keys)
+
+        def key(item):
+            pk, (matched, rank, keys) = item
+            if not relevance:
+                return (*keys, pk)
+            # search()'s rank, in the database's arithmetic: ts_rank is a float4.
+            rank = struct.unpack("f", struct.pack("f", rank))[0]
+            rank = rank / (rank + 1.0) if is_postgresql(self.db) else rank
+            meaning = round(nearest.get(pk, 0.0), 4)
+            return (matched + TEXT_WEIGHT * rank + MEANING_WEIGHT * meaning, *keys, pk)
+
+        ranked = sorted(found.items(), key=key, reverse=True)
+        return total, [pk for pk, _ in ranked[bottom : bottom + size]]
 
     def gallery(self, *, q="", tag="", sort=None):
         """The gallery's filters, one rule for the hub page and GET /programs:

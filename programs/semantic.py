@@ -29,6 +29,7 @@ search with the rows written since.
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from django.db import transaction
@@ -219,6 +220,10 @@ def _make_embedder() -> SpecEmbedder:
 embedder = _make_embedder()
 index = SpecIndex()
 blas = ThreadpoolController()
+# Where a search's query is embedded and scanned, beside its word query. The
+# embedder takes one query at a time anyway; two threads let one scan while
+# the next embeds.
+_meaning_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="paw-meaning")
 
 
 def vector_bytes(vector) -> bytes:
@@ -230,8 +235,23 @@ def nearest_programs(text) -> dict[str, float]:
 
     Empty when no program is embedded yet (the query is then not embedded
     at all) or when the embedder cannot load here (text search only)."""
+    return nearest_programs_soon(text).result()
+
+
+def nearest_programs_soon(text) -> Future:
+    """`nearest_programs(text)` computed in a thread of its own: the future of
+    its answer. The index is brought up to date here, in the caller's thread
+    (a query on the caller's connection); embedding the query and scanning the
+    vectors (no database) run beside whatever the caller does meanwhile, e.g.
+    the search's word query (ProgramQuerySet.search_ids)."""
     if not index.refresh():
-        return {}
+        done = Future()
+        done.set_result({})
+        return done
+    return _meaning_pool.submit(_nearest, text)
+
+
+def _nearest(text) -> dict[str, float]:
     try:
         query = embedder.embed([text.strip()])[0]
     except EmbedderUnavailable:

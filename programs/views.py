@@ -51,12 +51,11 @@ def hub(request):
                 limits.hit("search", limits.Caller.of(request))
             except limits.RateLimited as limited:
                 return _rate_limited_page(request, limited)
-        # Built only on a miss: a search embeds its query as it builds the queryset.
-        programs = form.filtered(Program.objects.listed())
         filters = form.cleaned_data
         paginator = gallery.HubPaginator(
-            programs,
+            Program.objects.listed(),
             PER_PAGE,
+            filters={k: filters.get(k) for k in ("q", "tag", "sort")},
             count_key=gallery.count_key(q=filters.get("q"), tag=filters.get("tag")),
             rows=Program.objects.for_cards(),
         )

@@ -148,12 +148,19 @@ def program_list(request, filters: Query[ProgramFilters]):
         programs = Program.objects.filter(owner=request.user)
     else:
         programs = Program.objects.listed()
-    programs = programs.gallery(q=filters.q, tag=filters.tag, sort=filters.sort)
-    # The gallery's count and paging: one pass over a search's matches, the
-    # public listing's count cached (the caller's own listing is never).
+    # The gallery's filters, count and paging, as the hub page's; the public
+    # listing's count cached (the caller's own listing is never).
     count_key = None if filters.mine else gallery.count_key(q=filters.q, tag=filters.tag)
     start = (filters.page - 1) * filters.per_page
-    total, ids = gallery.page_ids(programs, start, filters.per_page, count_key=count_key)
+    total, ids = gallery.listing_ids(
+        programs,
+        start,
+        filters.per_page,
+        q=filters.q,
+        tag=filters.tag,
+        sort=filters.sort,
+        count_key=count_key,
+    )
     # The rows by id alone: the search's filter and rank found the ids already.
     rows = {program.pk: program for program in Program.objects.for_cards().filter(pk__in=ids)}
     page = [rows[pk] for pk in ids if pk in rows]

@@ -181,7 +181,7 @@ def test_queries_do_not_grow_with_the_candidates(client, django_assert_max_num_q
     make(2)
     params = {"q": "triage support tickets"}
     client.get(HUB, params)  # load the vectors and warm the popular-tags cache
-    with django_assert_max_num_queries(6) as few:
+    with django_assert_max_num_queries(7) as few:
         client.get(HUB, params)
     make(30)
     with django_assert_max_num_queries(len(few.captured_queries)):
@@ -217,3 +217,55 @@ def test_the_vllm_embedder_is_chosen_by_setting_and_says_when_vllm_is_missing(se
         chosen.embed(["anything"])
     settings.PAW_EMBEDDING_ENGINE = "torch"
     assert type(semantic._make_embedder()) is semantic.SpecEmbedder
+
+
+SEARCH_TOPICS = [
+    "Label support tickets by urgency: urgent, normal or low.",
+    "Classify a product review as positive or negative.",
+    "Pull the invoice number out of an email, or NONE.",
+    "Turn a date into ISO 8601 form.",
+    "Classify a message as spam or not spam.",
+    "Translate a city name into its English spelling.",
+    "Say which department a support message belongs to.",
+    "Convert kilometres to metres.",
+]
+
+
+@pytest.fixture
+def many_programs(db):
+    """60 programs over 8 topics, with names that share words across topics and
+    votes, downloads and dates that tie in places (the orders are total)."""
+    programs = []
+    for n in range(60):
+        topic = SEARCH_TOPICS[n % len(SEARCH_TOPICS)]
+        programs.append(
+            ProgramFactory(
+                name=f"{['Ticket', 'Review', 'Support', 'Mail'][n % 4]} tool {n}",
+                spec=f"{topic}\n\nExamples:\nInput: case {n}\nOutput: answer {n % 3}\n",
+                score=n % 5,
+                download_count=n % 7,
+                tags=["support"] if n % 3 == 0 else [],
+            )
+        )
+    Program.objects.filter(pk=programs[5].pk).update(is_hidden=True)
+    call_command("embed_programs")
+    return programs
+
+
+@pytest.mark.parametrize(
+    "q", ["support", "classify support message", "spam", "triage tickets", "zzz", "!!"]
+)
+@pytest.mark.parametrize("sort", [None, "votes", "recent", "downloads"])
+def test_search_ids_pages_as_the_single_search_query(many_programs, q, sort):
+    """search_ids works out the meaning beside the word query and merges the
+    two: every page, its order and the count are search().sorted_by()'s."""
+    from programs.gallery import listing_ids, page_ids
+
+    listed = Program.objects.listed()
+    for tag in ("", "support"):
+        reference = listed.gallery(q=q, tag=tag, sort=sort)
+        total = reference.count()
+        for bottom, size in ((0, 20), (20, 20), (40, 20), (0, 7), (7, 7), (100, 20)):
+            expected = page_ids(reference, bottom, size)
+            assert listing_ids(listed, bottom, size, q=q, tag=tag, sort=sort) == expected
+            assert expected[0] == total
