@@ -170,9 +170,15 @@ class SpecIndex:
         import torch
 
         with self._lock:
-            matrix = torch.from_numpy(self._matrix[: len(self._ids)])
-            query = torch.from_numpy(np.asarray(vector, SCAN_DTYPE))
-            scores, rows = torch.topk((matrix @ query).float(), min(count, len(self._ids)))
+            # One thread, as the embedder: the database works on the other core meanwhile.
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                matrix = torch.from_numpy(self._matrix[: len(self._ids)])
+                query = torch.from_numpy(np.asarray(vector, SCAN_DTYPE))
+                scores, rows = torch.topk((matrix @ query).float(), min(count, len(self._ids)))
+            finally:
+                torch.set_num_threads(threads)
             return {
                 self._ids[row]: score
                 for score, row in zip(scores.tolist(), rows.tolist(), strict=True)
