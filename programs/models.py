@@ -178,6 +178,10 @@ class ProgramQuerySet(models.QuerySet):
         Words: on PostgreSQL the stored, GIN-indexed `search_vector`, every
         word a prefix (search as you type); elsewhere every word must appear
         somewhere (icontains).
+
+        This one query is the definition of a search's order; the site pages
+        through search_ids, which gives the same pages sooner (a test holds
+        the two to the same ids, order and count).
         """
         from .semantic import nearest_programs  # it imports these models
 
@@ -276,9 +280,11 @@ class ProgramQuerySet(models.QuerySet):
         return total, [pk for pk, _ in ranked[bottom : bottom + size]]
 
     def gallery(self, *, q="", tag="", sort=None):
-        """The gallery's filters, one rule for the hub page and GET /programs:
-        words (ranked by relevance unless another sort is asked for), one tag,
-        a sort order (votes by default)."""
+        """The gallery's filters as one queryset: words (ranked by relevance
+        unless another sort is asked for), one tag, a sort order (votes by
+        default). The hub page and GET /programs page through
+        gallery.listing_ids, which applies the same rule (a search through
+        search_ids)."""
         programs, q, tag = self, (q or "").strip(), (tag or "").strip().lower()
         if q:
             programs = programs.search(q)

@@ -249,7 +249,9 @@ def nearest_programs(text) -> dict[str, float]:
 
     Empty when no program is embedded yet (the query is then not embedded
     at all) or when the embedder cannot load here (text search only)."""
-    return nearest_programs_soon(text).result()
+    if not index.refresh():
+        return {}
+    return _nearest(text)
 
 
 def nearest_programs_soon(text) -> Future:
