@@ -289,6 +289,11 @@ class OutputOut(Schema):
         description="The longest answer in UTF-8 bytes (0: no bound); an answer that "
         "goes round in a loop also ends after its first round.",
     )
+    copied: list[list[int]] = Field(
+        default_factory=list,
+        description="For `shape`: per shape, its digit groups (0-based) that must be a "
+        "number of the input, zero-padded to the group's width.",
+    )
 
 
 class ProgramOut(ProgramSummaryOut):

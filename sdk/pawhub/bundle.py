@@ -23,16 +23,17 @@ from pawhub import manifest
 from pawhub.constraint import SHAPE, ConstraintError, OutputConstraint
 from pawhub.prompt import PromptError, split
 
-BUNDLE_FORMAT_VERSION = 4  # a new bundle's version unless its output needs 5 (version_for)
+BUNDLE_FORMAT_VERSION = 4  # a new bundle's version unless its output needs more (version_for)
 # Version 1 bundles come from before output constraints: no `output`, free decoding.
 # Version 3 adds the shape kind and spans' `start` (rules 2 of pawhub.constraint).
 # Version 4 adds what the official PAW SDK needs to run a program locally:
 # `interpreter`, `runtime_id` and `runtime_manifest_version` (pawhub.manifest).
 # Version 5 adds rules 3's `fixed`, `max_bytes` and the words kind.
-# New bundles are written in version 4 at least, 5 when their output needs it;
+# Version 6 adds rules 4's `copied` (shapes' digit groups copied from the input).
+# New bundles are written in version 4 at least, 5 or 6 when their output needs it;
 # older ones stay readable (the hub upgrades a stored one when it is downloaded:
 # programs.services).
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 RUNTIME_VERSION = 4
 RUNTIME_KEYS = ("interpreter", "runtime_id", "runtime_manifest_version")
 ADAPTER_QUANTIZATIONS = ("Q4_0", "Q8_0", "F16")
@@ -66,6 +67,8 @@ class BundleError(ValueError):
 
 def constraint_version(constraint: OutputConstraint) -> int:
     """The oldest bundle version that can hold ``constraint``."""
+    if constraint.needs_rules_4:
+        return 6
     if constraint.needs_rules_3:
         return 5
     if constraint.kind == SHAPE or constraint.start != "word":

@@ -36,6 +36,13 @@ when every example's does; 3 (bundle version 5) adds
   a margin, and an answer that goes round in a loop (a few words, or a piece
   of a word, said over and over) ends after its first round.
 
+Rules 4 (bundle version 6) add ``copied`` to shapes: the digit groups of a
+layout that every example with that layout copies from its input, as a number
+(``Sep 30th, 2025`` -> ``2025-09-30``: the year and the day, not the month
+read off "Sep"). Such a group must then be a number of the input, zero-padded
+to the group's width, so a program cannot write ``03`` for "30"; a group with
+no such number in the input is left free.
+
 Pure Python on bytes (UTF-8), no llama.cpp: a token may end inside a
 multi-byte character, and a byte prefix is still a prefix.
 """
@@ -56,7 +63,7 @@ _DIGIT_BYTE = ord(DIGIT)
 SPAN_STARTS = ("word", "space")  # where a span may start: any word, or after a space
 WORDS = "words"
 KINDS = (*KINDS, WORDS)
-RULES = (1, 2, 3)
+RULES = (1, 2, 3, 4)
 # Rules 3: fixed answers beside spans (few, short, each at most this share of answers),
 MAX_FIXED = 3
 MAX_FIXED_CHARS = 20
@@ -83,6 +90,9 @@ class OutputConstraint:
     start: str = "word"  # spans only
     fixed: tuple[str, ...] = ()  # spans only: whole answers allowed besides a span (rules 3)
     max_bytes: int = 0  # the longest answer, in UTF-8 bytes, stripped; 0: no bound (rules 3)
+    # Shapes only, one entry per shape: its digit groups (0-based) copied from the input
+    # as numbers (rules 4).
+    copied: tuple[tuple[int, ...], ...] = ()
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -118,6 +128,22 @@ class OutputConstraint:
                     f"a shape is {DIGIT!r} for each digit and ASCII punctuation or spaces "
                     "between, with no spaces at its ends"
                 )
+        if self.copied:
+            if len(self.copied) != len(self.shapes):
+                raise ConstraintError("copied has one list of digit groups per shape")
+            for shape, groups in zip(self.shapes, self.copied, strict=True):
+                count = len(_groups(shape.encode()))
+                if (
+                    not isinstance(groups, tuple)
+                    or not all(isinstance(g, int) and not isinstance(g, bool) for g in groups)
+                    or list(groups) != sorted(set(groups))
+                    or any(not 0 <= g < count for g in groups)
+                ):
+                    raise ConstraintError(
+                        "copied lists each shape's digit groups by index, ascending, once each"
+                    )
+            if not any(self.copied):
+                raise ConstraintError("copied names at least one digit group")
         if len(self.choices) > MAX_CHOICES:
             raise ConstraintError(f"at most {MAX_CHOICES} choices")
         for choice in self.choices:
@@ -132,6 +158,11 @@ class OutputConstraint:
     def is_free(self) -> bool:
         """Anything goes: decoding needs no guide."""
         return self.kind == FREE and not self.max_bytes
+
+    @property
+    def needs_rules_4(self) -> bool:
+        """Whether it uses what rules 4 added (and so needs bundle version 6)."""
+        return bool(self.copied)
 
     @property
     def needs_rules_3(self) -> bool:
@@ -151,6 +182,8 @@ class OutputConstraint:
             out["fixed"] = list(self.fixed)
         if self.max_bytes:
             out["max_bytes"] = self.max_bytes
+        if self.copied:
+            out["copied"] = [list(groups) for groups in self.copied]
         return out
 
     @classmethod
@@ -161,14 +194,16 @@ class OutputConstraint:
             raise ConstraintError("an output constraint is a JSON object")
         if not raw:
             return cls()
-        unknown = sorted(set(raw) - {"kind", "choices", "shapes", "start", "fixed", "max_bytes"})
+        known = {"kind", "choices", "shapes", "start", "fixed", "max_bytes", "copied"}
+        unknown = sorted(set(raw) - known)
         if unknown:
             raise ConstraintError(f"unknown keys {', '.join(unknown)}")
         choices = raw.get("choices", [])
         shapes = raw.get("shapes", [])
         fixed = raw.get("fixed", [])
-        if not all(isinstance(v, list) for v in (choices, shapes, fixed)):
-            raise ConstraintError("choices, shapes and fixed must be lists")
+        copied = raw.get("copied", [])
+        if not all(isinstance(v, list) for v in (choices, shapes, fixed, copied, *copied)):
+            raise ConstraintError("choices, shapes, fixed and copied must be lists")
         return cls(
             kind=raw.get("kind"),
             choices=tuple(choices),
@@ -176,6 +211,7 @@ class OutputConstraint:
             start=raw.get("start", "word"),
             fixed=tuple(fixed),
             max_bytes=raw.get("max_bytes", 0),
+            copied=tuple(tuple(groups) for groups in copied),
         )
 
     def describe(self) -> str:
@@ -188,7 +224,8 @@ class OutputConstraint:
             fixed = " or " + ", ".join(self.fixed) if self.fixed else ""
             return "a span copied from the input" + after + fixed + bound
         if self.kind == SHAPE:
-            return "digits laid out as " + " or ".join(self.shapes) + bound
+            copies = ", numbers copied from the input" if self.copied else ""
+            return "digits laid out as " + " or ".join(self.shapes) + copies + bound
         if self.kind == WORDS:
             return "the input's own words, in any order and case" + bound
         return "free text" + bound
@@ -206,6 +243,11 @@ def infer(examples: list[tuple[str, str]], *, rules: int = 1) -> OutputConstrain
         and all(0 < len(answer) <= MAX_CHOICE_CHARS for answer in distinct)
     ):
         return OutputConstraint(CHOICE, tuple(distinct))
+    if rules >= 4:
+        found = _infer_3(examples, answers)
+        if found.kind == SHAPE:
+            return dataclasses.replace(found, copied=_copied_groups(examples, found.shapes))
+        return found
     if rules >= 3:
         return _infer_3(examples, answers)
     if answers and all(
@@ -260,6 +302,34 @@ def _infer_3(examples, answers) -> OutputConstraint:
     ):
         return OutputConstraint(WORDS, max_bytes=bound)
     return OutputConstraint(max_bytes=bound)
+
+
+def _copied_groups(examples, shapes) -> tuple[tuple[int, ...], ...]:
+    """Per shape, the digit groups that every example with that layout copies from
+    its input as a number; () when no shape has one."""
+    copied = []
+    for shape in shapes:
+        groups = _groups(shape.encode())
+        laid_out = [(t, a.strip()) for t, a in examples if _shape_of(a.strip()) == shape]
+        copied.append(
+            tuple(
+                k
+                for k, (start, end) in enumerate(groups)
+                if len(laid_out) >= 2
+                and all(int(a[start:end]) in _numbers(t.encode()) for t, a in laid_out)
+            )
+        )
+    return tuple(copied) if any(copied) else ()
+
+
+def _groups(shape: bytes) -> list[tuple[int, int]]:
+    """Where ``shape``'s digit groups (runs of ``#``) start and end."""
+    return [m.span() for m in re.finditer(rb"#+", shape)]
+
+
+def _numbers(text: bytes) -> set[int]:
+    """The values of the runs of ASCII digits in ``text``."""
+    return {int(run) for run in re.findall(rb"[0-9]+", text)}
 
 
 def _words_of(text: bytes) -> set[bytes]:
@@ -328,6 +398,26 @@ def _fits(text: bytes, shape: bytes, *, whole: bool) -> bool:
     )
 
 
+def _padded(source: bytes, width: int) -> frozenset[bytes]:
+    """The numbers of ``source`` written in ``width`` digits, zero-padded."""
+    return frozenset(str(n).zfill(width).encode() for n in _numbers(source) if len(str(n)) <= width)
+
+
+def _copies_fit(text: bytes, copies, *, whole: bool) -> bool:
+    """Whether each copied digit group ``text`` has reached is (``whole``: each
+    one is) one of its numbers, or so far the start of one."""
+    for start, end, padded in copies:
+        if start >= len(text):
+            return not whole
+        part = text[start:end]
+        if len(part) == end - start:
+            if part not in padded:
+                return False
+        elif not any(number.startswith(part) for number in padded):
+            return False
+    return True
+
+
 class Guide:
     """Which answers are still valid, for one call's input, as decoding goes on.
 
@@ -342,6 +432,18 @@ class Guide:
         self._shapes = [shape.encode() for shape in constraint.shapes]
         self._fixed = [answer.encode() for answer in constraint.fixed]
         self._words = _words_of(self._source) if constraint.kind == WORDS else set()
+        # Per shape: (start, end, the numbers it may be) for each copied digit group.
+        copied = constraint.copied or tuple(() for _ in self._shapes)
+        self._copies = [
+            [
+                (start, end, padded)
+                for k, (start, end) in enumerate(_groups(shape))
+                if k in groups
+                # A group with nothing to copy is left free: a guide never dead-ends.
+                and (padded := _padded(self._source, end - start))
+            ]
+            for shape, groups in zip(self._shapes, copied, strict=True)
+        ]
 
     def allows(self, answer: bytes) -> bool:
         """Whether ``answer`` can still grow into a valid answer."""
@@ -359,7 +461,10 @@ class Guide:
                 answer.startswith(text) for answer in self._fixed
             )
         if self.constraint.kind == SHAPE:
-            return any(_fits(text, shape, whole=False) for shape in self._shapes)
+            return any(
+                _fits(text, shape, whole=False) and _copies_fit(text, copies, whole=False)
+                for shape, copies in zip(self._shapes, self._copies, strict=True)
+            )
         if self.constraint.kind == WORDS:
             return self._from_words(text, whole=False)
         return True
@@ -377,7 +482,10 @@ class Guide:
                 or text in self._fixed
             )
         if self.constraint.kind == SHAPE:
-            return any(_fits(text, shape, whole=True) for shape in self._shapes)
+            return any(
+                _fits(text, shape, whole=True) and _copies_fit(text, copies, whole=True)
+                for shape, copies in zip(self._shapes, self._copies, strict=True)
+            )
         if self.constraint.kind == WORDS:
             return self._from_words(text, whole=True)
         return True

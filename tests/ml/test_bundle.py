@@ -164,3 +164,18 @@ def test_rules_3_outputs_need_version_5_and_read_back(tmp_path):
     path = zip_of(tmp_path / "v3.paw", members(**{META: meta_with(version=3, output=output)}))
     with pytest.raises(BundleError, match="output needs bundle version 5"):
         read_bundle(path)
+
+
+def test_rules_4_outputs_need_version_6_and_read_back(tmp_path):
+    from pawhub.bundle import META, version_for
+    from pawhub.constraint import OutputConstraint
+    from tests.ml.corpus import meta_with
+
+    copied = OutputConstraint("shape", shapes=("####-##-##",), max_bytes=18, copied=((0, 2),))
+    assert version_for(copied) == 6
+    output = copied.to_dict()
+    path = zip_of(tmp_path / "v6.paw", members(**{META: meta_with(version=6, output=output)}))
+    assert read_bundle(path).meta.constraint == copied
+    path = zip_of(tmp_path / "v5.paw", members(**{META: meta_with(version=5, output=output)}))
+    with pytest.raises(BundleError, match="output needs bundle version 6"):
+        read_bundle(path)

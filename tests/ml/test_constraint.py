@@ -1,5 +1,7 @@
 """Output constraints: read off a spec's examples, kept as JSON, enforced byte by byte."""
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -223,7 +225,7 @@ def test_a_span_starting_after_a_space_skips_the_middle_of_a_piece():
 
 def test_unknown_inference_rules_are_refused():
     with pytest.raises(ValueError, match="rules is one of"):
-        infer(EMAILS, rules=4)
+        infer(EMAILS, rules=5)
 
 
 # Rules 3 (bundle version 5): fixed answers beside spans, the input's words, a length bound.
@@ -356,3 +358,64 @@ def test_whitespace_cannot_pad_a_bounded_answer_forever():
     guide = Guide(OutputConstraint(max_bytes=5), "")
     assert guide.allows(b"  hello") and not guide.allows(b"hello ")
     assert guide.may_end(b"hello  ")
+
+
+DATES = [
+    ("Due: Sep 30th, 2025", "2025-09-30"),
+    ("The meeting is on 17 January 2023.", "2023-01-17"),
+    ("Invoice date: 2022/12/01", "2022-12-01"),
+    ("born on the 2nd of August 1990", "1990-08-02"),
+]
+
+
+def test_rules_4_hold_the_digit_groups_every_example_copies_to_the_inputs_numbers():
+    constraint = infer(DATES, rules=4)
+    # The year and the day are copied in every example; the month is read off a name.
+    assert constraint == dataclasses.replace(infer(DATES, rules=3), copied=((0, 2),))
+    assert "numbers copied from the input" in constraint.describe()
+    guide = Guide(constraint, "Due by 30 November 2024")
+    assert guide.may_end(b"2024-11-30")
+    # "30" written as "03" (its digits copied in the wrong order) is refused on the way.
+    assert guide.allows(b"2024-11-3") and not guide.allows(b"2024-11-0")
+    assert not guide.may_end(b"2024-11-03") and not guide.allows(b"2025")
+    # The month is free; a single digit is zero-padded to its group's width.
+    assert Guide(constraint, "July 4 1976").may_end(b"1976-07-04")
+    assert not Guide(constraint, "July 4 1976").allows(b"1976-07-41")
+    # A group with nothing in the input to copy is left free: the guide never dead-ends.
+    assert Guide(constraint, "the first of May").may_end(b"2020-05-01")
+    # Older rules never infer it: their programs keep their behaviour.
+    assert infer(DATES, rules=3).copied == ()
+    # A layout seen once says nothing about which of its groups are copies.
+    layouts = [("x12y", "12"), ("x34y", "34"), ("x56y", "56"), ("p7q8", "7-8")]
+    assert infer(layouts, rules=4).copied == ((0,), ())
+
+
+@given(st.lists(st.tuples(st.integers(1, 28), st.integers(1, 12), st.integers(1900, 2099))))
+def test_every_rules_4_example_answer_passes_its_inferred_guide(dates):
+    examples = [(f"{d}.{m}.{y}", f"{y}-{m:02d}-{d:02d}") for d, m, y in dates]
+    constraint = infer(examples, rules=4)
+    for text, answer in examples:
+        guide = Guide(constraint, text)
+        encoded = answer.encode()
+        assert guide.may_end(encoded), (constraint, text, answer)
+        assert all(guide.allows(encoded[:i]) for i in range(len(encoded) + 1))
+
+
+def test_rules_4_fields_round_trip_and_are_checked():
+    constraint = OutputConstraint(SHAPE, shapes=("####-##-##", "##:##"), copied=((0, 2), ()))
+    raw = constraint.to_dict()
+    assert raw["copied"] == [[0, 2], []]
+    assert OutputConstraint.from_dict(raw) == constraint
+    assert "copied" not in OutputConstraint(SHAPE, shapes=("##",)).to_dict()
+    for bad in [
+        {"kind": SHAPE, "shapes": ["##"], "copied": [[1]]},
+        {"kind": SHAPE, "shapes": ["##"], "copied": [[0, 0]]},
+        {"kind": SHAPE, "shapes": ["##-##"], "copied": [[1, 0]]},
+        {"kind": SHAPE, "shapes": ["##"], "copied": [[True]]},
+        {"kind": SHAPE, "shapes": ["##"], "copied": [[]]},
+        {"kind": SHAPE, "shapes": ["##", "#"], "copied": [[0]]},
+        {"kind": SHAPE, "shapes": ["##"], "copied": [0]},
+        {"kind": SPAN, "copied": [[0]]},
+    ]:
+        with pytest.raises(ConstraintError):
+            OutputConstraint.from_dict(bad)
