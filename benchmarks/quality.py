@@ -22,7 +22,10 @@ It prints a table per task and a summary, and as the last line one JSON object.
 
     .venv/bin/python benchmarks/quality.py [--quick] [--tasks urgency,phone]
         [--split dev|test] [--seeds 0,1,2] [--constraint-rules 3] [--also-rules 3]
+        [--snapshot paw-smollm2-135m-20261206]
 
+``--snapshot`` compiles with another snapshot than the default alias's (to
+compare a candidate with the current one on the same tasks and seeds).
 ``--constraint-rules`` tries the default snapshot with other output-constraint
 rules (``pawhub.constraint``), for experiments; it registers nothing.
 ``--also-rules N`` adds a mode ``rulesN``: the same compiled program decoded
@@ -398,6 +401,9 @@ def main(argv=None) -> None:
         f"{','.join(map(str, DEFAULT_SEEDS))}; with --quick, the snapshot's own)",
     )
     parser.add_argument(
+        "--snapshot", help="a compiler alias or dated snapshot (default: the default)"
+    )
+    parser.add_argument(
         "--constraint-rules", type=int, help="try these output-constraint rules (experiments)"
     )
     parser.add_argument(
@@ -407,7 +413,7 @@ def main(argv=None) -> None:
     sys.stdout.reconfigure(line_buffering=True)  # progress shows while it runs into a log
     names = args.tasks.split(",") if args.tasks else (QUICK_TASKS if args.quick else None)
     tasks = load_tasks(names, args.split)
-    snapshot = resolve()
+    snapshot = resolve(args.snapshot)
     if args.constraint_rules is not None:
         # Same name: the pipeline looks the fingerprint up by it; nothing is registered.
         snapshot = dataclasses.replace(snapshot, constraint_rules=args.constraint_rules)
