@@ -8,7 +8,7 @@ held out, ``compiler.pipeline.split_examples``) with the held-out misses. The
 urgency program is also asked the sentence of issue 16.
 
     .venv/bin/python benchmarks/official_examples.py [--slugs urgency,sentiment]
-        [--seeds 0,1,2] [--file programs/examples/official.json]
+        [--seeds 0,1,2] [--file programs/examples/official.json] [--snapshot NAME]
 
 The last line is one JSON object. No Django and no network, as benchmarks/quality.py.
 """
@@ -110,13 +110,16 @@ def main(argv=None) -> None:
     parser.add_argument("--file", type=Path, default=OFFICIAL)
     parser.add_argument("--slugs", help="comma-separated slugs (default: all)")
     parser.add_argument("--seeds", help="comma-separated training seeds (default: the snapshot's)")
+    parser.add_argument(
+        "--snapshot", help="a compiler alias or dated snapshot (default: the default)"
+    )
     args = parser.parse_args(argv)
     sys.stdout.reconfigure(line_buffering=True)
     examples = json.loads(args.file.read_text())
     if args.slugs:
         wanted = args.slugs.split(",")
         examples = [e for e in examples if e["slug"] in wanted]
-    snapshot = resolve()
+    snapshot = resolve(args.snapshot)
     seeds = (
         [int(s) for s in args.seeds.split(",")]
         if args.seeds

@@ -146,6 +146,7 @@ def run_pipeline(*, program_id, spec, snapshot: Snapshot, workdir: Path, report,
         params=params,
         prompt_format=snapshot.prompt_format,
         progress=lambda fraction: report("training", fraction),
+        originals=len(train),
     )
 
     enter("quantizing")

@@ -20,6 +20,7 @@ input as plain text (a test checks the ids agree with llama.cpp's).
 """
 
 import dataclasses
+import itertools
 import json
 import random
 import shutil
@@ -75,6 +76,11 @@ class TrainingParams:
     # For label examples (a choice output), LoRA on this many top layers instead of
     # adapted_layers; None: the same. Copying needs the lower layers, labels do not.
     label_adapted_layers: int | None = None
+    # Each class of answer (an answer the spec repeats is a class; its one-off answers
+    # and all rewrites one class together) is drawn as often as the spec's own examples
+    # give it, so a rare fixed answer (NONE) is not drowned by rewrites of the others.
+    # False, or no rewrites, or one class of answer: every pair alike.
+    keep_answer_shares: bool = False
     target_modules: tuple[str, ...] = tuple(GGUF_PROJECTION_NAMES)
 
     def __post_init__(self):
@@ -155,9 +161,13 @@ def fit_lora(
     params: TrainingParams,
     prompt_format: int = LATEST_PROMPT_FORMAT,
     progress: Callable[[float], None] | None = None,
+    originals: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Train a LoRA on ``pairs`` (input, output) in prompts of ``prompt_format``
     (``pawhub.prompt``); same arguments give the same tensors.
+
+    ``originals``: how many of the first pairs are the spec's own examples, the
+    rest being rewrites of them (``compiler.augment.derive``'s order); None: all.
 
     Returns ``blk.{i}.{proj}.weight.lora_a`` / ``.lora_b`` arrays in Hugging
     Face row order, ready for ``compiler.gguf_adapter.write_lora_gguf``.
@@ -208,14 +218,13 @@ def fit_lora(
     # Linear decay to zero: with a few dozen steps, a high start and a soft landing.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / params.steps)
 
-    order: list[int] = []
+    draw = None
+    if params.keep_answer_shares and originals is not None and originals < len(pairs):
+        draw = _answer_shares(pairs, originals, rng)
+    # Without rewrites, or with one class of answer, epochs already keep the shares.
+    draw = draw or _epochs(len(examples), rng)
     for step in range(params.steps):
-        batch = []
-        while len(batch) < min(params.batch_size, len(examples)):
-            if not order:
-                order = list(range(len(examples)))
-                rng.shuffle(order)
-            batch.append(order.pop())
+        batch = [draw() for _ in range(min(params.batch_size, len(examples)))]
         prefix_out, suffix_outs = _run_packed(
             model, layers[first_adapted:], prefix_h, [suffix_hs[i] for i in batch]
         )
@@ -240,6 +249,48 @@ def fit_lora(
             progress((step + 1) / params.steps)
 
     return _lora_tensors(model, first_adapted, params.target_modules)
+
+
+def _epochs(total: int, rng) -> Callable[[], int]:
+    """Draws the pairs in epochs, each shuffled: every pair alike."""
+    order: list[int] = []
+
+    def draw() -> int:
+        if not order:
+            order.extend(range(total))
+            rng.shuffle(order)
+        return order.pop()
+
+    return draw
+
+
+def _answer_shares(pairs, originals: int, rng) -> Callable[[], int] | None:
+    """Draws a class of answer as often as the first ``originals`` pairs (the spec's
+    own examples) give it, then one of its pairs, in shuffled epochs within each
+    class. Classes: each answer that two or more of the spec's own examples give,
+    and one class for every other pair (one-off answers, rewrites)."""
+    counts: dict[str, int] = {}
+    for _, answer in pairs[:originals]:
+        counts[answer.strip()] = counts.get(answer.strip(), 0) + 1
+    members: dict[str | None, list[int]] = {}
+    for k, (_, answer) in enumerate(pairs):
+        key = answer.strip() if counts.get(answer.strip(), 0) >= 2 else None
+        members.setdefault(key, []).append(k)
+    classes = list(members)
+    if len(classes) < 2:
+        return None
+    own = [sum(1 for k in members[c] if k < originals) for c in classes]
+    cumulative = list(itertools.accumulate(max(n, 1) for n in own))
+    orders: dict[str | None, list[int]] = {c: [] for c in classes}
+
+    def draw() -> int:
+        (c,) = rng.choices(classes, cum_weights=cumulative)
+        if not orders[c]:
+            orders[c] = list(members[c])
+            rng.shuffle(orders[c])
+        return orders[c].pop()
+
+    return draw
 
 
 def _tokenize(tokenizer, text: str, *, special: bool) -> list[int]:

@@ -47,7 +47,7 @@ def test_anonymous_compile_is_accepted_and_enqueued(
     }
     assert body["queue_position"] == 1 and body["cached"] is False
     assert body["runtime_id"] == "smollm2-135m-q4_1" and body["runtime_manifest_version"] == 1
-    assert body["status"] == "queued" and body["compiler_snapshot"] == "paw-smollm2-135m-20261202c"
+    assert body["status"] == "queued" and body["compiler_snapshot"] == "paw-smollm2-135m-20261206"
     job = CompileJob.objects.get(pk=body["job_id"])
     assert job.owner is None and job.client_ip == "127.0.0.1"
     assert job.program_id == body["program_id"] and job.program.is_public
@@ -136,7 +136,7 @@ def test_job_status_contract(anon):
         "started_at": None,
         "finished_at": None,
         "completed_at": None,
-        "compiler_snapshot": "paw-smollm2-135m-20261202c",
+        "compiler_snapshot": "paw-smollm2-135m-20261206",
         "compiler_kind": "finetune",
         "runtime_id": "smollm2-135m-q4_1",
         "runtime_manifest_version": 1,

@@ -21,7 +21,7 @@ def test_compilers(anon):
                 "name": "paw-smollm2-135m",
                 "description": registry.resolve("paw-smollm2-135m").description,
                 "default": True,
-                "latest_snapshot": "paw-smollm2-135m-20261202c",
+                "latest_snapshot": "paw-smollm2-135m-20261206",
             }
         ]
     }

@@ -101,7 +101,7 @@ def test_precheck_says_whether_a_compile_would_be_a_cache_hit(anon, no_enqueue):
     assert body == {
         "cached": False,
         "program_id": None,
-        "compiler_snapshot": "paw-smollm2-135m-20261202c",
+        "compiler_snapshot": "paw-smollm2-135m-20261206",
         "compiler_kind": "finetune",
         "queue_length": 0,
         "estimated_wait_s": None,

@@ -63,7 +63,7 @@ def test_the_vllm_compiler_is_hidden_unless_the_deployment_enables_it(settings):
 def test_an_enabled_deployment_offers_the_vllm_compiler(settings):
     settings.PAW_ENABLE_VLLM = True
     listed = {c["name"]: c for c in registry.compilers()}
-    assert listed[VLLM_ALIAS]["latest_snapshot"] == "paw-smollm2-135m-vllm-20261205"
+    assert listed[VLLM_ALIAS]["latest_snapshot"] == "paw-smollm2-135m-vllm-20261206"
     assert not listed[VLLM_ALIAS]["default"]
     snapshot = registry.resolve(VLLM_ALIAS)
     assert (snapshot.engine, snapshot.pseudo_program) == ("vllm", "deterministic")

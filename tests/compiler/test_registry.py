@@ -7,7 +7,7 @@ from compiler import registry
 
 def test_aliases_resolve_to_dated_snapshots():
     snapshot = registry.resolve("paw-smollm2-135m")
-    assert snapshot.name == "paw-smollm2-135m-20261202c"
+    assert snapshot.name == "paw-smollm2-135m-20261206"
     assert registry.resolve(None) == snapshot
     assert registry.resolve(snapshot.name) == snapshot
     # Older snapshots stay resolvable: their programs keep their ids and behaviour.
@@ -29,11 +29,25 @@ def test_snapshots_from_before_shapes_and_rewrites_keep_their_fingerprint():
     payload = old.fingerprint_payload()
     assert "constraint_rules" not in payload
     assert "augment_variants" not in payload["training"]
-    new = registry.resolve()
+    new = registry.resolve("paw-smollm2-135m-20261202c")
     assert new.fingerprint_payload()["constraint_rules"] == 2
     assert new.training["augment_variants"] > 0
+    assert "keep_answer_shares" not in new.training
     # The two differ in what they compile and how, and nothing else.
-    assert (new.name, new.prompt_format) == ("paw-smollm2-135m-20261202c", old.prompt_format)
+    assert new.prompt_format == old.prompt_format
+
+
+def test_the_default_keeps_answer_shares_and_reads_constraint_rules_4():
+    old, new = registry.resolve("paw-smollm2-135m-20261202c"), registry.resolve()
+    assert new.name == "paw-smollm2-135m-20261206"
+    ours, theirs = new.fingerprint_payload(), old.fingerprint_payload()
+    assert {key for key in ours if ours[key] != theirs[key]} == {
+        "name",
+        "training",
+        "constraint_rules",
+    }
+    assert ours["constraint_rules"] == 4
+    assert new.training == {**old.training, "keep_answer_shares": True}
 
 
 def test_unknown_compiler_lists_the_known_ones():
@@ -61,7 +75,7 @@ def test_compilers_listing():
         "name": "paw-smollm2-135m",
         "description": registry.resolve().description,
         "default": True,
-        "latest_snapshot": "paw-smollm2-135m-20261202c",
+        "latest_snapshot": "paw-smollm2-135m-20261206",
     }
 
 
@@ -93,11 +107,11 @@ def test_the_vllm_snapshot_compiles_the_cpu_defaults_recipe(settings):
     settings.PAW_ENABLE_VLLM = True
     vllm = registry.resolve("paw-smollm2-135m-vllm")
     cpu = registry.resolve("paw-smollm2-135m")
-    assert (vllm.name, vllm.engine) == ("paw-smollm2-135m-vllm-20261205", "vllm")
+    assert (vllm.name, vllm.engine) == ("paw-smollm2-135m-vllm-20261206", "vllm")
     assert registry.compile_queue(vllm.name) == registry.GPU_COMPILE_QUEUE
     ours, theirs = vllm.fingerprint_payload(), cpu.fingerprint_payload()
     assert {key for key in ours if ours[key] != theirs[key]} == {"name", "engine"}
-    assert ours["constrained_output"] is True and ours["constraint_rules"] == 2
+    assert ours["constrained_output"] is True and ours["constraint_rules"] == 4
     assert vllm.training["augment_variants"] > 0
 
 
@@ -107,6 +121,8 @@ def test_old_snapshots_keep_their_fingerprints():
         "paw-smollm2-135m-20261124": "82847ab8d0240e03046bbd048e26afb6",
         "paw-smollm2-135m-20261202c": "a423c521bbcc8fc00b6a4ff22573a3e8",
         "paw-smollm2-135m-vllm-20261125": "4aa1ee94e48c8f1e43ee022101be0e8f",
+        "paw-smollm2-135m-vllm-20261205": "fd875b7a135cecbcadf4c2269bfad59e",
+        "paw-smollm2-135m-20261206": "6b38dc9b742258decee2061c4ba7f98a",
     }
     for name, prefix in pinned.items():
         assert registry._BY_NAME[name].fingerprint.startswith(prefix), name

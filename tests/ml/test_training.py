@@ -85,6 +85,7 @@ def test_the_pipeline_trains_on_rewrites_and_picks_layers_by_kind(
     train, _ = pipeline.split_examples(examples)
     assert seen["params"].adapted_layers == adapted_layers
     assert seen["pairs"][: len(train)] == [(i, o.strip()) for i, o in train]
+    assert seen["originals"] == len(train)  # the rest are rewrites
     assert (len(seen["pairs"]) > len(train)) is rewritten
 
 
@@ -181,3 +182,28 @@ def test_adapter_learns_the_task(interpreter, trained_adapter, urgency):
     # base model answers in sentences and scores 0.
     assert adapted >= 0.65 * n
     assert adapted - base >= 0.4 * n
+
+
+def test_keeping_answer_shares_draws_each_class_as_often_as_the_spec_gives_it():
+    """A rare fixed answer keeps its share however many rewrites the spans get."""
+    import random
+    from collections import Counter
+
+    from compiler.training import _answer_shares, _epochs
+
+    spec = [("nothing here", "NONE")] * 3 + [(f"id A{k}", f"A{k}") for k in range(5)]
+    rewrites = [(f"id B{k}", f"B{k}") for k in range(40)]
+    pairs = spec + rewrites
+    draw = _answer_shares(pairs, len(spec), random.Random(0))
+    drawn = Counter(pairs[draw()][1] == "NONE" for _ in range(8000))
+    assert abs(drawn[True] / 8000 - 3 / 8) < 0.02  # 3 of the spec's 8 examples
+    # Every pair alike (the default): NONE is 3 pairs of 48.
+    draw = _epochs(len(pairs), random.Random(0))
+    drawn = Counter(pairs[draw()][1] == "NONE" for _ in range(4800))
+    assert drawn[True] == 300
+    # Within a class, epochs: each of the class's pairs once before any twice.
+    draw = _answer_shares(pairs, len(spec), random.Random(1))
+    one_offs = [k for k in (draw() for _ in range(400)) if k >= 3]
+    assert sorted(one_offs[:45]) == list(range(3, 48))
+    # One class (every answer a one-off): nothing to keep, the epochs do.
+    assert _answer_shares(pairs[3:], 5, random.Random(0)) is None

@@ -125,7 +125,7 @@ def test_a_spec_compiled_by_the_gpu_worker_runs_on_the_cpu_runtime(gpu_worker, f
         time.sleep(2)
     figures["compile through the GPU worker"] = time.monotonic() - started
     assert program.is_ready, (program.status, log_path.read_text()[-3000:])
-    assert program.compiler_snapshot == "paw-smollm2-135m-vllm-20261205"
+    assert program.compiler_snapshot == "paw-smollm2-135m-vllm-20261206"
     assert b"compile_program" in log_path.read_bytes()  # this worker compiled it
 
     # The bundle, as a user downloads it, runs on llama.cpp within its output constraint.
