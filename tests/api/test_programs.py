@@ -132,6 +132,7 @@ def test_detail_contract(anon, program):
         "start": "word",
         "fixed": [],
         "max_bytes": 0,
+        "copied": [],
     }
 
 
@@ -159,12 +160,20 @@ def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
         ({"kind": "span"}, {"start": "word"}),
         ({"kind": "span", "fixed": ["NONE"], "max_bytes": 20}, {}),
         ({"kind": "words", "max_bytes": 30}, {}),
+        ({"kind": "shape", "shapes": ["####-##-##"], "max_bytes": 18, "copied": [[0, 2]]}, {}),
     ],
 )
 def test_detail_says_what_the_answers_may_be(anon, user, stored, extra):
     program = ProgramFactory(owner=user, output_constraint=stored)
     output = anon.get(f"{API}/programs/{program.id}").json()["output"]
-    defaults = {"choices": [], "shapes": [], "start": "word", "fixed": [], "max_bytes": 0}
+    defaults = {
+        "choices": [],
+        "shapes": [],
+        "start": "word",
+        "fixed": [],
+        "max_bytes": 0,
+        "copied": [],
+    }
     assert output == defaults | stored | extra
 
 
