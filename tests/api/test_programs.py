@@ -119,21 +119,24 @@ def test_list_counts_once(anon):
 # --- one program ----------------------------------------------------------------
 
 
+# What GET /programs/{id} says of an output constraint's fields the program does not use.
+OUTPUT_DEFAULTS = {
+    "choices": [],
+    "shapes": [],
+    "start": "word",
+    "fixed": [],
+    "max_bytes": 0,
+    "copied": [],
+}
+
+
 def test_detail_contract(anon, program):
     body = anon.get(f"{API}/programs/{program.id}").json()
     assert body["id"] == program.id and body["spec"] == program.spec
     assert body["compiler_snapshot"] == "paw-smollm2-135m-20261124"
     assert body["slug"] is None and body["adapter"] is None  # no name, no files on disk
     assert body["selfcheck_accuracy"] == 0.9 and body["hidden"] is False
-    assert body["output"] == {
-        "kind": "free",
-        "choices": [],
-        "shapes": [],
-        "start": "word",
-        "fixed": [],
-        "max_bytes": 0,
-        "copied": [],
-    }
+    assert body["output"] == {"kind": "free", **OUTPUT_DEFAULTS}
 
 
 def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
@@ -166,15 +169,7 @@ def test_detail_gives_the_prompt_in_the_compilers_own_format(anon, user):
 def test_detail_says_what_the_answers_may_be(anon, user, stored, extra):
     program = ProgramFactory(owner=user, output_constraint=stored)
     output = anon.get(f"{API}/programs/{program.id}").json()["output"]
-    defaults = {
-        "choices": [],
-        "shapes": [],
-        "start": "word",
-        "fixed": [],
-        "max_bytes": 0,
-        "copied": [],
-    }
-    assert output == defaults | stored | extra
+    assert output == OUTPUT_DEFAULTS | stored | extra
 
 
 def test_detail_access(anon, as_user, as_other, as_staff, program, private, hidden):
