@@ -316,7 +316,7 @@ def _copied_groups(examples, shapes) -> tuple[tuple[int, ...], ...]:
                 k
                 for k, (start, end) in enumerate(groups)
                 if len(laid_out) >= 2
-                and all(int(a[start:end]) in _numbers(t.encode()) for t, a in laid_out)
+                and all(_value(a[start:end].encode()) in _numbers(t.encode()) for t, a in laid_out)
             )
         )
     return tuple(copied) if any(copied) else ()
@@ -327,9 +327,15 @@ def _groups(shape: bytes) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(rb"#+", shape)]
 
 
-def _numbers(text: bytes) -> set[int]:
-    """The values of the runs of ASCII digits in ``text``."""
-    return {int(run) for run in re.findall(rb"[0-9]+", text)}
+def _numbers(text: bytes) -> set[bytes]:
+    """The values of the runs of ASCII digits in ``text`` (see ``_value``)."""
+    return {_value(run) for run in re.findall(rb"[0-9]+", text)}
+
+
+def _value(digits: bytes) -> bytes:
+    """A run of digits without its leading zeros: its value, with no int() of a
+    stranger's input (whose length Python caps)."""
+    return digits.lstrip(b"0") or b"0"
 
 
 def _words_of(text: bytes) -> set[bytes]:
@@ -400,7 +406,7 @@ def _fits(text: bytes, shape: bytes, *, whole: bool) -> bool:
 
 def _padded(source: bytes, width: int) -> frozenset[bytes]:
     """The numbers of ``source`` written in ``width`` digits, zero-padded."""
-    return frozenset(str(n).zfill(width).encode() for n in _numbers(source) if len(str(n)) <= width)
+    return frozenset(n.rjust(width, b"0") for n in _numbers(source) if len(n) <= width)
 
 
 def _copies_fit(text: bytes, copies, *, whole: bool) -> bool:

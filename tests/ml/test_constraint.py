@@ -383,6 +383,9 @@ def test_rules_4_hold_the_digit_groups_every_example_copies_to_the_inputs_number
     assert not Guide(constraint, "July 4 1976").allows(b"1976-07-41")
     # A group with nothing in the input to copy is left free: the guide never dead-ends.
     assert Guide(constraint, "the first of May").may_end(b"2020-05-01")
+    # A stranger's run of digits longer than Python converts is no trouble.
+    huge = Guide(constraint, "9" * 10_000 + " on 3 May 2021")
+    assert huge.may_end(b"2021-05-03") and not huge.allows(b"9999")
     # Older rules never infer it: their programs keep their behaviour.
     assert infer(DATES, rules=3).copied == ()
     # A layout seen once says nothing about which of its groups are copies.
