@@ -6,6 +6,7 @@ default snapshot with its own seed (what `seed_examples` queues), through the
 real pipeline; about a minute a compile on 2 idle cores.
 """
 
+import json
 import sys
 from pathlib import Path
 
@@ -22,8 +23,6 @@ TARGET = 0.90
 
 
 def official_examples():
-    import json
-
     return json.loads(EXAMPLES_FILE.read_text())
 
 
