@@ -218,11 +218,11 @@ def fit_lora(
     # Linear decay to zero: with a few dozen steps, a high start and a soft landing.
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / params.steps)
 
-    draw = None
+    shares = None
     if params.keep_answer_shares and originals is not None and originals < len(pairs):
-        draw = _answer_shares(pairs, originals, rng)
+        shares = _answer_shares(pairs, originals, rng)
     # Without rewrites, or with one class of answer, epochs already keep the shares.
-    draw = draw or _epochs(len(examples), rng)
+    draw = shares or _epochs(len(examples), rng)
     for step in range(params.steps):
         batch = [draw() for _ in range(min(params.batch_size, len(examples)))]
         prefix_out, suffix_outs = _run_packed(

@@ -309,14 +309,20 @@ def _copied_groups(examples, shapes) -> tuple[tuple[int, ...], ...]:
     its input as a number; () when no shape has one."""
     copied = []
     for shape in shapes:
-        groups = _groups(shape.encode())
-        laid_out = [(t, a.strip()) for t, a in examples if _shape_of(a.strip()) == shape]
+        # (the answer, the input's numbers) of each example with this layout
+        laid_out = [
+            (a.strip().encode(), _numbers(t.encode()))
+            for t, a in examples
+            if _shape_of(a.strip()) == shape
+        ]
+        if len(laid_out) < 2:
+            copied.append(())
+            continue
         copied.append(
             tuple(
                 k
-                for k, (start, end) in enumerate(groups)
-                if len(laid_out) >= 2
-                and all(_value(a[start:end].encode()) in _numbers(t.encode()) for t, a in laid_out)
+                for k, (start, end) in enumerate(_groups(shape.encode()))
+                if all(_value(a[start:end]) in numbers for a, numbers in laid_out)
             )
         )
     return tuple(copied) if any(copied) else ()
