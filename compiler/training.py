@@ -20,6 +20,7 @@ input as plain text (a test checks the ids agree with llama.cpp's).
 """
 
 import dataclasses
+import hashlib
 import itertools
 import json
 import random
@@ -100,8 +101,9 @@ class TrainingParams:
         return self
 
 
-def ensure_base_hf_dir(target: Path | str) -> Path:
-    """A Hugging Face model folder converted from the shipped base GGUF, built once.
+def ensure_base_hf_dir(target: Path | str, gguf_path: Path | str | None = None) -> Path:
+    """A Hugging Face model folder converted from a base GGUF (default: the shipped
+    base), built once.
 
     Training in torch must start from the very weights llama.cpp runs, so the
     folder is made from the GGUF itself (dequantized to fp32), never fetched.
@@ -110,8 +112,12 @@ def ensure_base_hf_dir(target: Path | str) -> Path:
     into place, so concurrent workers never see half a model.
     """
     target = Path(target)
-    gguf_path = base_model_path()
-    expected = {"gguf": gguf_path.name, "sha256": base_model_sha256()}
+    if gguf_path is None:
+        gguf_path, sha256 = base_model_path(), base_model_sha256()
+    else:
+        gguf_path = Path(gguf_path)
+        sha256 = hashlib.sha256(gguf_path.read_bytes()).hexdigest()
+    expected = {"gguf": gguf_path.name, "sha256": sha256}
     marker = target / _BUILD_MARKER
     if _is_built(marker, expected):
         return target

@@ -47,6 +47,17 @@ def test_f16_round_trip_and_qk_permutation(tmp_path):
     assert reader.get_field("general.architecture").contents() == "llama"
 
 
+def test_gemma3_adapters_keep_the_hugging_face_row_order(tmp_path):
+    # llama.cpp's converter permutes q/k for the llama architecture only.
+    tensors = lora(projections=("attn_q", "attn_k"))
+    path = tmp_path / "a.gguf"
+    write_lora_gguf(path, tensors, rank=32, alpha=32.0, quant="F16", arch="gemma3")
+    back = read_back(path)
+    for name, original in tensors.items():
+        np.testing.assert_allclose(back[name], original, rtol=1e-3, atol=1e-3)
+    assert gguf.GGUFReader(path).get_field("general.architecture").contents() == "gemma3"
+
+
 @pytest.mark.parametrize(("quant", "min_corr"), [("Q4_0", 0.99), ("Q8_0", 0.9999)])
 def test_quantized_round_trip_is_close(tmp_path, quant, min_corr):
     tensors = lora(projections=("attn_v", "ffn_down"))
@@ -82,6 +93,8 @@ def test_writer_refuses_wrong_names_and_ranks(tmp_path):
         write_lora_gguf(tmp_path / "a", lora(rank=16), rank=32, alpha=32)
     with pytest.raises(ValueError, match="quant"):
         write_lora_gguf(tmp_path / "a", lora(), rank=32, alpha=32, quant="Q2_K")
+    with pytest.raises(ValueError, match="arch"):
+        write_lora_gguf(tmp_path / "a", lora(), rank=32, alpha=32, arch="qwen3")
     assert not list(tmp_path.iterdir())
 
 

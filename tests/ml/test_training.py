@@ -1,5 +1,6 @@
 """LoRA training: same inputs give the same adapter, and the adapter learns the task."""
 
+import json
 import time
 
 import gguf
@@ -10,6 +11,7 @@ from safetensors.numpy import load_file
 from compiler.pseudo import pseudo_program
 from compiler.training import TrainingParams, ensure_base_hf_dir, fit_lora
 from pawhub.adapter import permute_rope_rows
+from pawhub.model import base_model_path, base_model_sha256
 from pawhub.prompt import split
 
 pytestmark = pytest.mark.slow
@@ -160,6 +162,14 @@ def test_hf_folder_is_built_once(hf_base_dir):
     started = time.perf_counter()
     assert ensure_base_hf_dir(hf_base_dir) == hf_base_dir
     assert time.perf_counter() - started < 1
+
+
+def test_hf_folder_names_the_gguf_it_was_built_from(hf_base_dir):
+    # The shipped base named explicitly is the same file: no rebuild, same marker.
+    marker = (hf_base_dir / "paw-base.json").read_text()
+    assert ensure_base_hf_dir(hf_base_dir, base_model_path()) == hf_base_dir
+    assert (hf_base_dir / "paw-base.json").read_text() == marker
+    assert json.loads(marker)["sha256"] == base_model_sha256()
 
 
 def test_adapter_learns_the_task(interpreter, trained_adapter, urgency):
