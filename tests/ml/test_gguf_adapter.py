@@ -12,7 +12,14 @@ import pytest
 
 from compiler.gguf_adapter import write_lora_gguf
 from pawhub.adapter import AdapterError, inspect_lora_gguf
-from tests.ml.corpus import lora, malformed_adapters, oversized_adapter, raw_gguf, small_lora
+from tests.ml.corpus import (
+    DIMS,
+    lora,
+    malformed_adapters,
+    oversized_adapter,
+    raw_gguf,
+    small_lora,
+)
 
 
 def read_back(path) -> dict[str, np.ndarray]:
@@ -56,6 +63,23 @@ def test_gemma3_adapters_keep_the_hugging_face_row_order(tmp_path):
     for name, original in tensors.items():
         np.testing.assert_allclose(back[name], original, rtol=1e-3, atol=1e-3)
     assert gguf.GGUFReader(path).get_field("general.architecture").contents() == "gemma3"
+
+
+def test_inspect_wants_the_base_models_architecture(tmp_path):
+    # A stand-in gemma3 base: the projection weights of two layers, nothing else.
+    base = tmp_path / "base.gguf"
+    weights = {
+        name.removesuffix(".lora_a"): np.zeros((DIMS[proj][1], DIMS[proj][0]), np.float16)
+        for name in lora(layers=(0, 1))
+        if name.endswith(".lora_a") and (proj := name.split(".")[2])
+    }
+    raw_gguf(base, weights, arch="gemma3", fields={})
+    adapter = tmp_path / "a.gguf"
+    write_lora_gguf(adapter, lora(layers=(1,)), rank=32, alpha=32.0, quant="Q4_0", arch="gemma3")
+    assert inspect_lora_gguf(adapter, base=base).tensor_count == 14
+    write_lora_gguf(adapter, lora(layers=(1,)), rank=32, alpha=32.0, quant="Q4_0")
+    with pytest.raises(AdapterError, match="architecture must be 'gemma3'"):
+        inspect_lora_gguf(adapter, base=base)
 
 
 @pytest.mark.parametrize(("quant", "min_corr"), [("Q4_0", 0.99), ("Q8_0", 0.9999)])
