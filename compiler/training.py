@@ -116,7 +116,8 @@ def ensure_base_hf_dir(target: Path | str, gguf_path: Path | str | None = None) 
         gguf_path, sha256 = base_model_path(), base_model_sha256()
     else:
         gguf_path = Path(gguf_path)
-        sha256 = hashlib.sha256(gguf_path.read_bytes()).hexdigest()
+        with gguf_path.open("rb") as f:
+            sha256 = hashlib.file_digest(f, "sha256").hexdigest()
     expected = {"gguf": gguf_path.name, "sha256": sha256}
     marker = target / _BUILD_MARKER
     if _is_built(marker, expected):

@@ -126,7 +126,7 @@ def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:
         raise AdapterError(f"not a readable GGUF file: {exc}") from exc
 
     arch = _base_architecture(str(base))
-    if _string_field(reader, gguf.Keys.General.ARCHITECTURE) != arch:
+    if arch is None or _string_field(reader, gguf.Keys.General.ARCHITECTURE) != arch:
         raise AdapterError(f"general.architecture must be {arch!r}, the base model's")
     if _string_field(reader, gguf.Keys.General.TYPE) != "adapter":
         raise AdapterError("general.type must be 'adapter'")
