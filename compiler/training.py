@@ -326,16 +326,7 @@ def _run_packed(model, layers, prefix_h, suffix_hs):
     prefix_len = prefix_h.shape[0]
     lengths = [h.shape[0] for h in suffix_hs]
     hidden = torch.cat([prefix_h, *suffix_hs])[None]
-    segment = torch.cat(
-        [torch.full((prefix_len,), -1)] + [torch.full((n,), k) for k, n in enumerate(lengths)]
-    )
-    positions = torch.cat(
-        [torch.arange(prefix_len)] + [torch.arange(prefix_len, prefix_len + n) for n in lengths]
-    )[None]
-    index = torch.arange(hidden.shape[1])
-    causal = index[None, :] <= index[:, None]
-    same_segment = (segment[None, :] == -1) | (segment[None, :] == segment[:, None])
-    mask = (causal & same_segment)[None, None]
+    positions, mask = packed_layout(prefix_len, lengths)
     position_embeddings = model.model.rotary_emb(hidden, position_ids=positions)
     for layer in layers:
         hidden = layer(
@@ -346,6 +337,23 @@ def _run_packed(model, layers, prefix_h, suffix_hs):
         )
     hidden = hidden[0]
     return hidden[:prefix_len], list(torch.split(hidden[prefix_len:], lengths))
+
+
+def packed_layout(prefix_len: int, lengths: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Position ids (1, L) and boolean attention mask (1, 1, L, L) of the packed
+    sequence ``[prefix][suffix 1][suffix 2]...`` with suffixes of ``lengths``:
+    each suffix sees the prefix and itself causally, its positions following the
+    prefix's."""
+    segment = torch.cat(
+        [torch.full((prefix_len,), -1)] + [torch.full((n,), k) for k, n in enumerate(lengths)]
+    )
+    positions = torch.cat(
+        [torch.arange(prefix_len)] + [torch.arange(prefix_len, prefix_len + n) for n in lengths]
+    )[None]
+    index = torch.arange(segment.shape[0])
+    causal = index[None, :] <= index[:, None]
+    same_segment = (segment[None, :] == -1) | (segment[None, :] == segment[:, None])
+    return positions, (causal & same_segment)[None, None]
 
 
 def _lora_tensors(model, first_adapted, target_modules) -> dict[str, np.ndarray]:
