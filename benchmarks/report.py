@@ -128,13 +128,30 @@ def git(*args: str) -> str:
     return done.stdout.strip()
 
 
+def tree() -> tuple[str, bool]:
+    """The commit checked out and whether tracked files differ from it."""
+    return git("rev-parse", "HEAD"), bool(git("status", "--porcelain", "--untracked-files=no"))
+
+
+def tree_text(before: tuple[str, bool], after: tuple[str, bool]) -> str:
+    """The tree the run started on, and what changed under it while it ran."""
+    commit, dirty = before
+    text = f"`{commit}`" + (" (with uncommitted changes)" if dirty else "")
+    if after != before:
+        after_commit, after_dirty = after
+        changed = [f"at `{after_commit[:12]}`"] if after_commit != commit else []
+        changed += ["with uncommitted changes"] if after_dirty else []
+        text += "; the tree changed during the run (at the end: " + ", ".join(changed) + ")"
+    return text
+
+
 def load_text(load: tuple) -> str:
     return " / ".join(f"{value:.2f}" for value in load)
 
 
-def render(results, *, machine_facts, quick, started_at, load_before, load_after) -> str:
-    commit = git("rev-parse", "HEAD")
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+def render(
+    results, *, machine_facts, quick, started_at, tree_before, tree_after, load_before, load_after
+) -> str:
     out = [
         "# Benchmark results",
         "",
@@ -145,7 +162,7 @@ def render(results, *, machine_facts, quick, started_at, load_before, load_after
         "| | |",
         "|---|---|",
         f"| date | {started_at:%Y-%m-%d %H:%M} UTC |",
-        f"| git commit | `{commit}`{' (with uncommitted changes)' if dirty else ''} |",
+        f"| git commit | {tree_text(tree_before, tree_after)} |",
         f"| version | {'quick' if quick else 'full'} |",
         f"| CPU | {machine_facts['cpu']} |",
         f"| cores | {machine_facts['cores']} |",
@@ -216,6 +233,7 @@ def main(argv=None) -> int:
         plan = {name: plan[name] for name in names}
 
     started_at = datetime.datetime.now(datetime.UTC)
+    tree_before = tree()
     load_before = os.getloadavg()
     results = [run(name, arguments, env) for name, (arguments, env) in plan.items()]
     text = render(
@@ -223,6 +241,8 @@ def main(argv=None) -> int:
         machine_facts=machine(),
         quick=args.quick,
         started_at=started_at,
+        tree_before=tree_before,
+        tree_after=tree(),
         load_before=load_before,
         load_after=os.getloadavg(),
     )
