@@ -360,7 +360,11 @@ def summarize(results: list[dict], *, setup_s: float, quick: bool, snapshot, loa
 
 
 def targets_on_test_split(splits: dict, compile_s_median: float) -> dict:
-    """name -> met, for issue 16's targets on the ``test`` split (none without that split)."""
+    """name -> met, for issue 16's targets on the ``test`` split (none without that split).
+
+    The compile median is the run's, over every compile: the compiler does not
+    know a task's split.
+    """
     test = splits.get("test")
     if test is None:
         return {}
