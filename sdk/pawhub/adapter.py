@@ -113,7 +113,7 @@ def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:
     non-finite weights.
     """
     path = Path(path)
-    base_shapes = _base_projection_shapes(str(base))
+    base_arch, base_shapes = _base_facts(str(base))
     if path.is_symlink() or not path.is_file():
         raise AdapterError("the adapter is not a regular file")
     size = path.stat().st_size
@@ -125,9 +125,8 @@ def inspect_lora_gguf(path: Path | str, *, base: Path | str) -> AdapterSummary:
     except Exception as exc:  # gguf-py raises many types on malformed input
         raise AdapterError(f"not a readable GGUF file: {exc}") from exc
 
-    arch = _base_architecture(str(base))
-    if arch is None or _string_field(reader, gguf.Keys.General.ARCHITECTURE) != arch:
-        raise AdapterError(f"general.architecture must be {arch!r}, the base model's")
+    if base_arch is None or _string_field(reader, gguf.Keys.General.ARCHITECTURE) != base_arch:
+        raise AdapterError(f"general.architecture must be {base_arch!r}, the base model's")
     if _string_field(reader, gguf.Keys.General.TYPE) != "adapter":
         raise AdapterError("general.type must be 'adapter'")
     if _string_field(reader, gguf.Keys.Adapter.TYPE) != "lora":
@@ -225,18 +224,13 @@ def _float_field(reader: gguf.GGUFReader, key: str) -> float:
 
 
 @functools.lru_cache(maxsize=4)
-def _base_architecture(base: str) -> str | None:
-    """The base GGUF's ``general.architecture`` (``llama`` for SmolLM2)."""
-    return _string_field(gguf.GGUFReader(base, "r"), gguf.Keys.General.ARCHITECTURE)
-
-
-@functools.lru_cache(maxsize=4)
-def _base_projection_shapes(base: str) -> dict[str, tuple[int, int]]:
-    """``blk.{i}.{proj}.weight`` -> (inputs, outputs), read from the base GGUF itself."""
+def _base_facts(base: str) -> tuple[str | None, dict[str, tuple[int, int]]]:
+    """The base GGUF's ``general.architecture`` (``llama`` for SmolLM2) and its
+    projections' shapes, ``blk.{i}.{proj}.weight`` -> (inputs, outputs), from one read."""
     reader = gguf.GGUFReader(base, "r")
     shapes = {}
     for tensor in reader.tensors:
         stem, _, suffix = tensor.name.rpartition(".")
         if suffix == "weight" and re.fullmatch(r"blk\.\d+\.(" + "|".join(PROJECTIONS) + ")", stem):
             shapes[tensor.name] = (int(tensor.shape[0]), int(tensor.shape[1]))
-    return shapes
+    return _string_field(reader, gguf.Keys.General.ARCHITECTURE), shapes
